@@ -1,0 +1,45 @@
+import type { IncomingMessage } from 'node:http'
+import type { RequestHandler } from 'express'
+import { createHub, type AttachableServer, type Hub, type RouteOptions } from '../core/hub'
+import type { HubOptions } from '../core/options'
+import { isReplayRequest } from '../core/replay'
+
+/** The Express middleware returned by {@link listenjs}, with its hub. */
+export interface ExpressListenjs extends RequestHandler {
+  /** The hub: `notify`, `stats`, events, `close`. */
+  readonly hub: Hub
+  /** Serves the WebSocket endpoint on `server` and replays through it; returns `server`. */
+  attach<S extends AttachableServer>(server: S): S
+  /** Same as `hub.notify(path, payload?)`. */
+  notify(path: string, payload?: unknown): void
+}
+
+/**
+ * Creates the listenjs Express middleware: `app.use(live)` makes every successful POST, PUT, PATCH
+ * and DELETE notify its path (per-request options in `res.locals.listenjs`), then
+ * `live.attach(app.listen(3000))` serves the WebSocket endpoint.
+ * @throws ListenjsError `invalid_option` when an option is wrong
+ */
+export function listenjs(options: HubOptions = {}): ExpressListenjs {
+  const hub = createHub(options)
+  const middleware: RequestHandler = (req, res, next) => {
+    hub.track(req, res, req.originalUrl ?? req.url, () => res.locals.listenjs as RouteOptions | undefined)
+    next()
+  }
+  return Object.assign(middleware, {
+    hub,
+    attach: <S extends AttachableServer>(server: S): S => {
+      hub.attach(server)
+      return server
+    },
+    notify: (path: string, payload?: unknown) => hub.notify(path, payload),
+  })
+}
+export default listenjs
+
+/** Whether `req` is a replay made by listenjs (to keep it out of counters, logs, rate limits). */
+export function isReplay(req: IncomingMessage): boolean {
+  return isReplayRequest(req)
+}
+
+export type { Hub, HubOptions, RouteOptions }

@@ -1,0 +1,57 @@
+import type { IncomingMessage } from 'node:http'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { createHub, type Hub, type RouteOptions } from '../core/hub'
+import type { HubOptions } from '../core/options'
+import { isReplayRequest } from '../core/replay'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The listenjs hub: `notify`, `stats`, events. */
+    listenjs: Hub
+  }
+  interface FastifyContextConfig {
+    /** listenjs options of this route: `{ notify?, changes?, public? }`. */
+    listenjs?: RouteOptions
+  }
+}
+
+const plugin: FastifyPluginAsync<HubOptions> = async (app, options) => {
+  // Fastify mixes its own registration options into the plugin's; pick listenjs's own.
+  const {
+    prefix: _prefix,
+    logLevel: _logLevel,
+    ...hubOptions
+  } = options as HubOptions & {
+    prefix?: string
+    logLevel?: string
+  }
+  const hub = createHub(hubOptions)
+  app.decorate('listenjs', hub)
+  app.addHook('onRequest', (request, reply, done) => {
+    hub.track(request.raw, reply.raw, request.raw.url ?? '/', () => request.routeOptions.config.listenjs)
+    done()
+  })
+  hub.attach(app.server)
+  app.addHook('preClose', async () => {
+    await hub.close()
+  })
+}
+
+/**
+ * The listenjs Fastify plugin: `await app.register(listenjs, options)`. Attaches to `app.server`,
+ * decorates `app.listenjs` with the {@link Hub}, and makes every successful POST, PUT, PATCH and
+ * DELETE notify its path. Per-route options go in the route's `config.listenjs`. Sockets are closed
+ * in `preClose`.
+ * @throws ListenjsError `invalid_option` at registration when an option is wrong
+ */
+const listenjs = fp(plugin, { fastify: '5.x', name: 'listenjs' })
+export default listenjs
+export { listenjs }
+
+/** Whether `request` is a replay made by listenjs (to keep it out of counters, logs, rate limits). */
+export function isReplay(request: FastifyRequest | IncomingMessage): boolean {
+  return isReplayRequest('raw' in request ? request.raw : request)
+}
+
+export type { Hub, HubOptions, RouteOptions }

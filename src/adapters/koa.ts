@@ -1,0 +1,48 @@
+import type { IncomingMessage } from 'node:http'
+import type { Context, Middleware } from 'koa'
+import { createHub, type AttachableServer, type Hub, type RouteOptions } from '../core/hub'
+import type { HubOptions } from '../core/options'
+import { isReplayRequest } from '../core/replay'
+
+/** What {@link listenjs} returns for Koa. */
+export interface KoaListenjs {
+  /** `app.use(middleware)`, or `router.use(middleware)` on an `@koa/router` router. */
+  readonly middleware: Middleware
+  /** The hub: `notify`, `stats`, events, `close`. */
+  readonly hub: Hub
+  /** Serves the WebSocket endpoint on `server` and replays through it; returns `server`. */
+  attach<S extends AttachableServer>(server: S): S
+  /** Same as `hub.notify(path, payload?)`. */
+  notify(path: string, payload?: unknown): void
+}
+
+/**
+ * Creates listenjs for Koa: `app.use(live.middleware)` makes every successful POST, PUT, PATCH and
+ * DELETE notify its path (per-request options in `ctx.state.listenjs`), then
+ * `live.attach(app.listen(3000))` serves the WebSocket endpoint.
+ * @throws ListenjsError `invalid_option` when an option is wrong
+ */
+export function listenjs(options: HubOptions = {}): KoaListenjs {
+  const hub = createHub(options)
+  const middleware: Middleware = (ctx, next) => {
+    hub.track(ctx.req, ctx.res, ctx.originalUrl, () => (ctx.state as { listenjs?: RouteOptions }).listenjs)
+    return next()
+  }
+  return {
+    middleware,
+    hub,
+    attach: (server) => {
+      hub.attach(server)
+      return server
+    },
+    notify: (path, payload) => hub.notify(path, payload),
+  }
+}
+export default listenjs
+
+/** Whether the request of `ctx` is a replay made by listenjs (to keep it out of counters, logs, rate limits). */
+export function isReplay(ctx: Context | IncomingMessage): boolean {
+  return isReplayRequest('req' in ctx ? ctx.req : ctx)
+}
+
+export type { Hub, HubOptions, RouteOptions }

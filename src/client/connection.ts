@@ -1,0 +1,274 @@
+/**
+ * The client's socket: opening it, authenticating, the silence timer and reconnecting with backoff.
+ * What is subscribed lives in `subscriptions.ts`; this file only knows when the socket is ready for it.
+ */
+import { ListenjsError } from '../core/errors'
+import { SUBPROTOCOL, parseServerMessage, retryPolicy } from '../core/protocol'
+import type { ClientMessage, DataMessage, ErrorMessage, GoneMessage } from '../core/protocol'
+
+/**
+ * Where a client's connection is: `closed` until something is listened, `connecting` for the first
+ * socket, `open` once a socket is open, `reconnecting` between an unexpected close and the next open,
+ * and `closed` again after `close()`, when nothing is listened any more, or when the client gives up.
+ */
+export type Status = 'connecting' | 'open' | 'reconnecting' | 'closed'
+
+// A method-style signature is compared bivariantly, so the browser's `(ev: MessageEvent) => any` and
+// `ws`'s `(event: WebSocket.MessageEvent) => void` both fit without naming either library's types.
+type Handler<E> = { bivarianceHack(event: E): void }['bivarianceHack']
+
+/**
+ * The part of a WebSocket the client uses. The browser's `WebSocket` and the `ws` package's class
+ * both satisfy it.
+ */
+export interface WebSocketLike {
+  /** 1 when open, as in the WebSocket standard. */
+  readonly readyState: number
+  /** The subprotocol the server selected. */
+  readonly protocol: string
+  /** Sends one text frame. */
+  send(data: string): void
+  /** Starts the closing handshake. */
+  close(code?: number, reason?: string): void
+  /** Called once the socket is open. */
+  onopen: Handler<unknown> | null
+  /** Called for each frame; `data` is a string for text frames. */
+  onmessage: Handler<{ readonly data: unknown }> | null
+  /** Called once the socket is closed, with the close code. */
+  onclose: Handler<{ readonly code: number }> | null
+  /** Called on a socket error; a close always follows. */
+  onerror: Handler<unknown> | null
+}
+
+/** A constructor such as the browser's `WebSocket` or the `ws` package's default export. */
+export type WebSocketConstructor = new (url: string, protocols: string) => WebSocketLike
+
+/**
+ * How the client reconnects after an unexpected close. Delays follow {@link retryPolicy}: `now` waits
+ * a random time below `initialDelayMs`, `backoff` waits `min(maxDelayMs, initialDelayMs * factor ** attempt)`
+ * (a random time below it with `jitter`), `slow` waits `maxDelayMs`. The attempt counter resets when the
+ * server's `welcome` arrives.
+ */
+export interface ReconnectOptions {
+  /** First backoff delay, and the bound of the random delay after a server restart. @default 1000 */
+  initialDelayMs?: number
+  /** Largest delay, also used after a close for abuse. @default 30000 */
+  maxDelayMs?: number
+  /** Growth of the delay per attempt; at least 1. @default 2 */
+  factor?: number
+  /** Full jitter: wait a random time below the computed delay. @default true */
+  jitter?: boolean
+  /** Reconnect attempts without a `welcome` before giving up. @default Infinity */
+  retries?: number
+}
+
+/** The reconnect defaults, used for each option left out. */
+export const reconnectDefaults: Readonly<Required<ReconnectOptions>> = {
+  initialDelayMs: 1000,
+  maxDelayMs: 30000,
+  factor: 2,
+  jitter: true,
+  retries: Infinity,
+}
+
+/**
+ * Merges `options` over {@link reconnectDefaults}.
+ * @throws ListenjsError `invalid_option` naming the option when a number is negative, not finite
+ * (`retries` may be `Infinity`) or when `factor` is below 1.
+ */
+export function resolveReconnect(options: ReconnectOptions = {}): Required<ReconnectOptions> {
+  const resolved = {
+    initialDelayMs: options.initialDelayMs ?? reconnectDefaults.initialDelayMs,
+    maxDelayMs: options.maxDelayMs ?? reconnectDefaults.maxDelayMs,
+    factor: options.factor ?? reconnectDefaults.factor,
+    jitter: options.jitter ?? reconnectDefaults.jitter,
+    retries: options.retries ?? reconnectDefaults.retries,
+  }
+  const numbers = [
+    ['initialDelayMs', resolved.initialDelayMs, 0],
+    ['maxDelayMs', resolved.maxDelayMs, 0],
+    ['factor', resolved.factor, 1],
+    ['retries', resolved.retries === Infinity ? 0 : resolved.retries, 0],
+  ] as const
+  for (const [name, value, min] of numbers) {
+    if (!(Number.isFinite(value) && value >= min)) {
+      throw new ListenjsError('invalid_option', `reconnect.${name} must be a finite number >= ${min}`)
+    }
+  }
+  return resolved
+}
+
+/** What a connection needs; see `ClientOptions` for the meaning of each field. */
+export interface ConnectionConfig {
+  readonly url: string
+  readonly WebSocket: WebSocketConstructor
+  readonly reconnect: Required<ReconnectOptions> | false
+  readonly heartbeat: boolean
+  readonly auth: string | (() => string | Promise<string>) | undefined
+}
+
+/** What a connection tells the subscriptions. */
+export interface ConnectionEvents {
+  /** A socket is open and authenticated: send every subscription now. */
+  ready(): void
+  /** A `data`, `gone` or `error` message arrived. */
+  message(message: DataMessage | GoneMessage | ErrorMessage): void
+  /** The client gave up after a close with `code` (reconnect off, retries exhausted, or `never`). */
+  giveUp(code: number): void
+}
+
+/** One client's socket over time. */
+export interface Connection {
+  /** Opens a socket unless one is open or coming; status `closed` → `connecting`. */
+  open(): void
+  /** Sends `message` when a socket is open and authenticated; otherwise drops it (`ready` resends). */
+  send(message: ClientMessage): void
+  /** Closes the socket with 1000, clears every timer; status → `closed`. Idempotent. */
+  close(): void
+  /** The current status. */
+  status(): Status
+  /** Calls `listener` on each status change until the returned function is called. */
+  onStatus(listener: (status: Status) => void): () => void
+}
+
+/**
+ * Calls `fn` with `args`; if it throws, rethrows asynchronously so that one failing app callback
+ * neither stops the others nor breaks the client.
+ */
+export function callSafely<A extends unknown[]>(fn: ((...args: A) => void) | undefined, ...args: A): void {
+  try {
+    fn?.(...args)
+  } catch (error) {
+    setTimeout(() => {
+      throw error
+    })
+  }
+}
+
+const noop = (): void => {}
+
+/** Creates a connection that opens on {@link Connection.open}; nothing happens before. */
+export function createConnection(config: ConnectionConfig, events: ConnectionEvents): Connection {
+  const statusListeners = new Set<(status: Status) => void>()
+  let current: Status = 'closed'
+  let socket: WebSocketLike | undefined
+  let ready = false
+  let attempt = 0
+  let silenceMs = 0
+  let silenceTimer: ReturnType<typeof setTimeout> | undefined
+  let retryTimer: ReturnType<typeof setTimeout> | undefined
+
+  function setStatus(next: Status): void {
+    if (next === current) return
+    current = next
+    for (const listener of [...statusListeners]) callSafely(listener, next)
+  }
+
+  function write(ws: WebSocketLike, message: ClientMessage): void {
+    if (ws.readyState === 1) ws.send(JSON.stringify(message))
+  }
+
+  // Forgets the current socket: its late events are ignored and its timers cleared. `onerror` stays a
+  // function because `ws` throws an error event that has no listener.
+  function release(code?: number): void {
+    clearTimeout(silenceTimer)
+    clearTimeout(retryTimer)
+    ready = false
+    if (!socket) return
+    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = noop
+    if (code) socket.close(code)
+    socket = undefined
+  }
+
+  function armSilence(): void {
+    if (!silenceMs || !config.heartbeat) return
+    clearTimeout(silenceTimer)
+    // A socket can die without a close event (sleeping laptop, dropped NAT entry): hearing nothing
+    // for a whole heartbeat period plus its timeout means the server is gone.
+    silenceTimer = setTimeout(() => lost(4408, true), silenceMs)
+  }
+
+  function connect(): void {
+    silenceMs = 0
+    const ws = (socket = new config.WebSocket(config.url, SUBPROTOCOL))
+    ws.onerror = noop
+    ws.onclose = (event) => lost(event.code)
+    ws.onmessage = (event) => {
+      armSilence()
+      const parsed = parseServerMessage(event.data)
+      if (!parsed.ok) return
+      const message = parsed.message
+      if (message.type === 'welcome') {
+        attempt = 0
+        silenceMs = message.heartbeat.intervalMs + message.heartbeat.timeoutMs
+        armSilence()
+      } else if (message.type === 'ping') write(ws, { type: 'pong' })
+      else events.message(message)
+    }
+    ws.onopen = async () => {
+      setStatus('open')
+      const auth = config.auth
+      try {
+        if (auth !== undefined) {
+          const token = typeof auth === 'string' ? auth : await auth()
+          if (socket === ws) write(ws, { type: 'auth', token })
+        }
+      } catch {
+        // A token getter that fails is treated like a lost connection: try again with backoff.
+        if (socket === ws) lost(1000, true)
+        return
+      }
+      // A status listener or the token getter may have closed this socket meanwhile.
+      if (socket !== ws) return
+      ready = true
+      events.ready()
+    }
+  }
+
+  // The socket closed (or was closed by us with `code`) without the app asking for it.
+  function lost(code: number, closeSocket?: boolean): void {
+    release(closeSocket ? code : undefined)
+    const policy = retryPolicy(code)
+    const reconnect = config.reconnect
+    if (!reconnect || policy === 'never' || attempt >= reconnect.retries) {
+      attempt = 0
+      setStatus('closed')
+      events.giveUp(code)
+      return
+    }
+    const cap = Math.min(reconnect.maxDelayMs, reconnect.initialDelayMs * reconnect.factor ** attempt)
+    const delay =
+      policy === 'now'
+        ? Math.random() * reconnect.initialDelayMs
+        : policy === 'slow'
+          ? reconnect.maxDelayMs
+          : reconnect.jitter
+            ? Math.random() * cap
+            : cap
+    attempt++
+    setStatus('reconnecting')
+    retryTimer = setTimeout(connect, delay)
+  }
+
+  return {
+    open() {
+      if (current !== 'closed') return
+      setStatus('connecting')
+      connect()
+    },
+    send(message) {
+      if (ready && socket) write(socket, message)
+    },
+    close() {
+      release(1000)
+      attempt = 0
+      setStatus('closed')
+    },
+    status: () => current,
+    onStatus(listener) {
+      const entry = (status: Status): void => listener(status)
+      statusListeners.add(entry)
+      return () => statusListeners.delete(entry)
+    },
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The listenjs client: `listen('/appointments', onData)` keeps `onData` called with the current state
+ * of `GET /appointments`, over one WebSocket per endpoint. Runs in browsers and in Node (pass the `ws`
+ * class as `WebSocket`); imports nothing from Node.
+ */
+import { ListenjsError } from '../core/errors'
+import { createConnection, resolveReconnect } from './connection'
+import type { ReconnectOptions, Status, WebSocketConstructor } from './connection'
+import { createSubscriptions } from './subscriptions'
+import type { ListenOptions, Meta, Unlisten } from './subscriptions'
+
+export { ListenjsError } from '../core/errors'
+export type { ListenjsErrorCode } from '../core/errors'
+export { CloseCode, SUBPROTOCOL } from '../core/protocol'
+export type { ErrorCode } from '../core/protocol'
+export { reconnectDefaults } from './connection'
+export type { ReconnectOptions, Status, WebSocketConstructor, WebSocketLike } from './connection'
+export type { ListenOptions, Meta, Unlisten } from './subscriptions'
+
+/** Options of {@link createClient}. */
+export interface ClientOptions {
+  /**
+   * The hub's WebSocket endpoint (`ws://`, `wss://`; `http(s)://` is turned into `ws(s)://`).
+   * @default `ws(s)://` + `location.host` + `/listen` in a browser; required elsewhere
+   */
+  url?: string
+  /**
+   * The WebSocket class. Node users pass the `ws` package's default export.
+   * @default globalThis.WebSocket
+   */
+  WebSocket?: WebSocketConstructor
+  /** How to reconnect after an unexpected close, or `false` to give up at once. @default {@link reconnectDefaults} */
+  reconnect?: false | ReconnectOptions
+  /**
+   * `false` turns off silence detection. By default the client reconnects when it hears nothing for the
+   * heartbeat interval plus timeout announced by the server.
+   * @default enabled
+   */
+  heartbeat?: false
+  /**
+   * A bearer token, or a function returning one, called on each (re)connect. Sent as the first message;
+   * the hub forwards it to replays as `Authorization: Bearer <token>`. A function that throws or rejects
+   * counts as a failed connection and is retried with backoff.
+   * @default undefined (no auth message)
+   */
+  auth?: string | (() => string | Promise<string>)
+}
+
+/** A connection to one hub endpoint, shared by every path listened through it. */
+export interface Client {
+  /**
+   * Calls `onData` with the current state of `GET path` now and after each change. Listeners of one
+   * path share one subscription; a listener added to a path whose state is known gets it in a microtask.
+   * Opens the socket on first use. The returned function stops this listener; when no path is left, the
+   * socket is closed (a later `listen` opens it again).
+   */
+  listen<T = unknown>(path: string, onData: (data: T, meta: Meta) => void, options?: ListenOptions): Unlisten
+  /** The connection's status; `closed` until the first `listen`. */
+  status(): Status
+  /** Calls `listener` on each status change; returns the function that stops it. */
+  onStatus(listener: (status: Status) => void): () => void
+  /** Drops every listener (without calling them), closes the socket and clears every timer. */
+  close(): void
+}
+
+function pageEndpoint(): string | undefined {
+  if (typeof location === 'undefined' || !location.host) return undefined
+  return (location.protocol === 'https:' ? 'wss' : 'ws') + '://' + location.host + '/listen'
+}
+
+/**
+ * Creates a client. Nothing is opened until the first `listen`.
+ * @throws ListenjsError `invalid_option` when there is no `url` outside a browser, no WebSocket class,
+ * a URL that is not ws(s)/http(s), or a wrong `reconnect` number.
+ */
+export function createClient(options: ClientOptions = {}): Client {
+  const url = (options.url ?? pageEndpoint())?.replace(/^http/i, 'ws')
+  if (!url) throw new ListenjsError('invalid_option', 'url is required outside a browser')
+  if (!/^wss?:\/\//i.test(url))
+    throw new ListenjsError('invalid_option', 'url must start with ws://, wss://, http:// or https://')
+  const WebSocket = options.WebSocket ?? (globalThis.WebSocket as WebSocketConstructor | undefined)
+  if (typeof WebSocket !== 'function') {
+    throw new ListenjsError(
+      'invalid_option',
+      'WebSocket is required: pass a WebSocket class (e.g. the `ws` package)',
+    )
+  }
+  const reconnect = options.reconnect === false ? false : resolveReconnect(options.reconnect)
+
+  const subscriptions = createSubscriptions({
+    send: (message) => connection.send(message),
+    idle: () => connection.close(),
+  })
+  const connection = createConnection(
+    { url, WebSocket, reconnect, heartbeat: options.heartbeat !== false, auth: options.auth },
+    { ready: subscriptions.resubscribe, message: subscriptions.receive, giveUp: subscriptions.clear },
+  )
+
+  return {
+    listen(path, onData, listenOptions) {
+      const unlisten = subscriptions.add(path, onData as (data: unknown, meta: Meta) => void, listenOptions)
+      connection.open()
+      return unlisten
+    },
+    status: connection.status,
+    onStatus: connection.onStatus,
+    close() {
+      subscriptions.clear()
+      connection.close()
+    },
+  }
+}
+
+const defaultClients = new Map<string, Client>()
+
+/**
+ * Listens through a shared default client. A path starting with `/` uses the page's endpoint
+ * (`ws(s)://location.host/listen`); an absolute `http(s)://` or `ws(s)://` URL uses its own host's
+ * `/listen` endpoint, with its pathname and query as the path. One default client per endpoint.
+ * @throws ListenjsError `bad_path` for anything else, `invalid_option` as {@link createClient}.
+ */
+export function listen<T = unknown>(
+  pathOrUrl: string,
+  onData: (data: T, meta: Meta) => void,
+  options?: ListenOptions,
+): Unlisten {
+  let endpoint = pageEndpoint()
+  let path = pathOrUrl
+  if (!pathOrUrl.startsWith('/')) {
+    const match = /^(?:http|ws)(s?):\/\/([^/?#]+)([^#]*)/i.exec(pathOrUrl)
+    if (!match)
+      throw new ListenjsError('bad_path', 'listen() needs a path starting with / or an absolute URL')
+    endpoint = `${match[1] ? 'wss' : 'ws'}://${match[2]}/listen`
+    path = match[3]?.startsWith('/') ? match[3] : '/' + (match[3] ?? '')
+  }
+  const key = endpoint ?? ''
+  let client = defaultClients.get(key)
+  if (!client) defaultClients.set(key, (client = createClient({ url: endpoint })))
+  return client.listen(path, onData, options)
+}

@@ -1,0 +1,45 @@
+/**
+ * A backplane carries changes between hub processes. The hub publishes every change through it and
+ * acts on what it receives from it, its own changes included, so one process and many processes
+ * take the same path. The default keeps everything in memory, for one process.
+ */
+
+/** A change to one or more paths (each already expanded with its ancestors when asked). */
+export interface ChangeMessage {
+  readonly kind: 'change'
+  readonly paths: readonly string[]
+}
+
+/** An explicit payload for exactly one path and query (`notify(path, payload)`). */
+export interface PayloadMessage {
+  readonly kind: 'payload'
+  readonly path: string
+  readonly payload: unknown
+}
+
+/** What travels on a backplane. */
+export type BackplaneMessage = ChangeMessage | PayloadMessage
+
+/** The contract between a hub and a backplane. */
+export interface Backplane {
+  /** Sends `message` to every hub on the backplane, this one included. Must not throw. */
+  publish(message: BackplaneMessage): void
+  /** Registers the hub's handler; returns the function that removes it. */
+  subscribe(handler: (message: BackplaneMessage) => void): () => void
+  /** Releases connections and timers; called by `hub.close()`. */
+  close?(): Promise<void>
+}
+
+/** The default backplane: one process, delivered synchronously to the handlers of this object. */
+export function memoryBackplane(): Backplane {
+  const handlers = new Set<(message: BackplaneMessage) => void>()
+  return {
+    publish(message) {
+      for (const handler of handlers) handler(message)
+    },
+    subscribe(handler) {
+      handlers.add(handler)
+      return () => handlers.delete(handler)
+    },
+  }
+}

@@ -1,0 +1,140 @@
+import { STATUS_CODES, type IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { WebSocketServer, type WebSocket } from 'ws'
+import type { OriginCheck, ResolvedOptions } from './options'
+import { CloseCode, SUBPROTOCOL } from './protocol'
+import type { HubSocket } from './registry'
+
+/** What the hub gets back for each accepted socket: where to send its messages and its close. */
+export interface SocketSinks {
+  message(data: Buffer, isBinary: boolean): void
+  closed(code: number): void
+}
+
+/** The WebSocket endpoint: the one place that knows about `ws`. */
+export interface Endpoint {
+  /** Handles one `upgrade` event of `server`; ignores upgrades for other paths. */
+  handleUpgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    server: { listenerCount(event: string): number },
+  ): void
+  /** Waits up to `graceMs` for open sockets to finish closing, then terminates the rest. */
+  close(graceMs: number): Promise<void>
+}
+
+/**
+ * Creates the endpoint (`ws` in `noServer` mode). The upgrade is checked before any WebSocket exists:
+ * wrong path → left alone; disallowed `Origin` → HTTP 403; too many sockets from one address → 429.
+ */
+export function createEndpoint(
+  options: ResolvedOptions,
+  onConnection: (socket: HubSocket, request: IncomingMessage) => SocketSinks,
+): Endpoint {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.limits.messageBytes,
+    // Compression would be per socket; a frame shared by a group is written as it is.
+    perMessageDeflate: false,
+    handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+  })
+  const perAddress = new Map<string, number>()
+
+  const release = (address: string): void => {
+    const left = (perAddress.get(address) ?? 1) - 1
+    if (left <= 0) perAddress.delete(address)
+    else perAddress.set(address, left)
+  }
+
+  const accept = (ws: WebSocket, req: IncomingMessage, address: string): void => {
+    perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
+    ws.on('error', (error) => options.logger.debug({ err: error }, 'listenjs: socket error'))
+    if (ws.protocol !== SUBPROTOCOL) {
+      ws.once('close', () => release(address))
+      ws.close(CloseCode.UnsupportedProtocol, `${SUBPROTOCOL} subprotocol required`)
+      return
+    }
+    const sinks = onConnection(
+      {
+        send: (frame) => ws.send(frame, { binary: false }),
+        close: (code, reason) => ws.close(code, reason),
+        terminate: () => ws.terminate(),
+      },
+      req,
+    )
+    ws.on('message', (data, isBinary) => sinks.message(data as Buffer, isBinary))
+    ws.once('close', (code) => {
+      release(address)
+      sinks.closed(code)
+    })
+  }
+
+  return {
+    handleUpgrade(req, socket, head, server) {
+      const url = req.url ?? ''
+      const q = url.indexOf('?')
+      if ((q === -1 ? url : url.slice(0, q)) !== options.path) {
+        // Someone else may serve this path; when nobody listens but us, answer instead of hanging.
+        if (server.listenerCount('upgrade') <= 1) refuse(socket, 404)
+        return
+      }
+      if (!originAllowed(req, options.allowedOrigins)) return refuse(socket, 403)
+      const address = req.socket.remoteAddress ?? ''
+      if ((perAddress.get(address) ?? 0) >= options.limits.connectionsPerAddress) return refuse(socket, 429)
+      wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req, address))
+    },
+    async close(graceMs) {
+      const open = [...wss.clients]
+      if (open.length > 0) {
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([
+          Promise.all(
+            open.map((ws) =>
+              ws.readyState === ws.CLOSED ? undefined : new Promise((r) => ws.once('close', r)),
+            ),
+          ),
+          new Promise((resolve) => (timer = setTimeout(resolve, graceMs))),
+        ])
+        clearTimeout(timer)
+        for (const ws of wss.clients) ws.terminate()
+      }
+      await new Promise<void>((resolve) => wss.close(() => resolve()))
+    },
+  }
+}
+
+/**
+ * Whether the upgrade's `Origin` may connect. No `Origin` (a non-browser client) is allowed. The
+ * default allows only the page's own host: the origin's host must equal the `Host` header.
+ */
+function originAllowed(req: IncomingMessage, allowed: readonly string[] | OriginCheck | undefined): boolean {
+  const origin = req.headers.origin
+  if (origin === undefined) return true
+  if (typeof allowed === 'function') {
+    try {
+      return allowed(origin, req) === true
+    } catch {
+      return false
+    }
+  }
+  if (allowed !== undefined) return allowed.includes(origin)
+  try {
+    const url = new URL(origin)
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.host === req.headers.host
+  } catch {
+    return false
+  }
+}
+
+/** Answers an upgrade with a plain HTTP error and closes the TCP socket; no WebSocket is created. */
+function refuse(socket: Duplex, status: number): void {
+  if (!socket.writable) {
+    socket.destroy()
+    return
+  }
+  socket.once('finish', () => socket.destroy())
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+  )
+}

@@ -1,0 +1,39 @@
+import type { ErrorCode } from './protocol'
+
+/**
+ * Every code a {@link ListenjsError} can carry:
+ * - the protocol's subscription codes ({@link ErrorCode}): `unauthorized`, `not_found`, `failed`,
+ *   `bad_path`, `limit`, `bad_message`;
+ * - `invalid_option`: a hub or client option is wrong (thrown at construction);
+ * - `closed`: the client gave up on the connection (closed by the app, or a close code after which
+ *   retrying cannot help);
+ * - `not_attached`: the hub was asked to replay before `attach(server)` was called.
+ */
+export type ListenjsErrorCode = ErrorCode | 'invalid_option' | 'closed' | 'not_attached'
+
+/** The one error class of listenjs, on the server and in the client. */
+export class ListenjsError extends Error {
+  /** What went wrong, as a stable string to switch on. */
+  readonly code: ListenjsErrorCode
+  /** The HTTP status of the replayed GET, when the error comes from one. */
+  readonly status: number | undefined
+  /** The subscription path the error is about, if any. */
+  readonly path: string | undefined
+
+  /**
+   * @param code - one of {@link ListenjsErrorCode}
+   * @param message - a human-readable message (never shown to other users)
+   * @param details - the HTTP `status`, the `path`, and the underlying `cause`
+   */
+  constructor(
+    code: ListenjsErrorCode,
+    message: string,
+    details: { status?: number; path?: string; cause?: unknown } = {},
+  ) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause })
+    this.name = 'ListenjsError'
+    this.code = code
+    this.status = details.status
+    this.path = details.path
+  }
+}

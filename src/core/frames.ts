@@ -1,0 +1,72 @@
+import type { ErrorCode, ErrorMessage, GoneMessage, PingMessage, WelcomeMessage } from './protocol'
+
+/**
+ * Server frames, built once per message and shared by every socket it goes to. Bodies of JSON
+ * responses are spliced in as received, never parsed and re-serialized, so large integers and
+ * key order survive.
+ */
+
+const JSON_TYPE = /^\s*(application\/([\w.+-]*\+)?json|text\/json)\s*(;|$)/i
+
+/** Whether a replay body of `contentType` is delivered as JSON. */
+export function isJsonType(contentType: string | undefined): boolean {
+  return contentType !== undefined && JSON_TYPE.test(contentType)
+}
+
+/** A `data` frame for `body` as a replay answered it. */
+export function dataFrame(
+  path: string,
+  version: string,
+  body: Buffer,
+  contentType: string | undefined,
+  snapshot: boolean,
+): Buffer {
+  const head = `{"type":"data","path":${JSON.stringify(path)},"version":${JSON.stringify(version)}${
+    snapshot ? ',"snapshot":true' : ''
+  },`
+  if (body.length === 0) return Buffer.from(`${head}"json":null}`)
+  const text = body.toString('utf8')
+  if (isJsonType(contentType) && isOneJsonValue(text)) return Buffer.from(`${head}"json":${text}}`)
+  return Buffer.from(`${head}"text":${JSON.stringify(text)}}`)
+}
+
+/** A `data` frame for a payload given to `notify(path, payload)`, already serialized. */
+export function payloadFrame(path: string, version: string, json: string): Buffer {
+  return Buffer.from(
+    `{"type":"data","path":${JSON.stringify(path)},"version":${JSON.stringify(version)},"json":${json}}`,
+  )
+}
+
+/**
+ * Whether `text` is exactly one JSON value. Splicing anything else into a frame could corrupt it or
+ * add fields to it, so a body that claims to be JSON but is not is delivered as text.
+ */
+function isOneJsonValue(text: string): boolean {
+  try {
+    JSON.parse(text)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A `gone` frame. */
+export function goneFrame(path: string, status: number): Buffer {
+  const message: GoneMessage = { type: 'gone', path, status }
+  return Buffer.from(JSON.stringify(message))
+}
+
+/** An `error` frame. `message` must be a fixed text, never an internal detail. */
+export function errorFrame(code: ErrorCode, message: string, path?: string, status?: number): Buffer {
+  const frame: ErrorMessage = { type: 'error', code, message, path, status }
+  return Buffer.from(JSON.stringify(frame))
+}
+
+/** The `welcome` frame announcing the heartbeat. */
+export function welcomeFrame(intervalMs: number, timeoutMs: number): Buffer {
+  const message: WelcomeMessage = { type: 'welcome', heartbeat: { intervalMs, timeoutMs } }
+  return Buffer.from(JSON.stringify(message))
+}
+
+/** The `ping` frame; one buffer for the life of the process. */
+export const PING_FRAME: Buffer = Buffer.from(JSON.stringify({ type: 'ping' } satisfies PingMessage))

@@ -1,0 +1,738 @@
+import { AsyncResource } from 'node:async_hooks'
+import { randomUUID } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
+import type { Duplex } from 'node:stream'
+import type { Backplane, BackplaneMessage } from './backplane'
+import { memoryBackplane } from './backplane'
+import { createEndpoint, type Endpoint } from './endpoint'
+import { ListenjsError } from './errors'
+import { dataFrame, errorFrame, goneFrame, payloadFrame, PING_FRAME, welcomeFrame } from './frames'
+import { resolveOptions, PUBLIC, type HubOptions, type ResolvedOptions } from './options'
+import { checkPath, pathnameOf, withAncestors } from './paths'
+import { CloseCode, parseClientMessage, type ErrorCode } from './protocol'
+import { ReplayQueue } from './queue'
+import {
+  Registry,
+  type Connection,
+  type Group,
+  type HubSocket,
+  type Resource,
+  type SnapshotFlight,
+  type Subscription,
+} from './registry'
+import {
+  contextFromRequest,
+  contextKey,
+  dispatcherFor,
+  isInsideReplay,
+  isReplayRequest,
+  markReplayRoute,
+  replayGet,
+  versionOf,
+  type Dispatch,
+  type ReplayResult,
+} from './replay'
+
+/**
+ * What a route may say about itself: Fastify route `config.listenjs`, Express `res.locals.listenjs`,
+ * Koa `ctx.state.listenjs`.
+ */
+export interface RouteOptions {
+  /** `false`: a successful mutation on this route changes nothing by itself. @default true */
+  notify?: boolean
+  /** More paths this route changes (each with its ancestors when `notifyAncestors` is on). */
+  changes?: readonly string[]
+  /** On a GET route: the answer is the same for everyone, so one replay serves every subscriber. */
+  public?: boolean
+}
+
+/** An `http` or `https` server the hub can attach to. */
+export type AttachableServer = Server | HttpsServer
+
+/** Counters returned by {@link Hub.stats}. */
+export interface HubStats {
+  /** Open sockets. */
+  connections: number
+  /** Subscriptions, live or waiting for their snapshot. */
+  subscriptions: number
+  /** Distinct paths (with query) subscribed to. */
+  resources: number
+  /** Frames sent to sockets since the hub started (data, gone and error). */
+  messagesSent: number
+  /** Replays completed since the hub started. */
+  replays: number
+  /** Replays running now. */
+  replaysInFlight: number
+  /** Replays waiting for a slot. */
+  replaysQueued: number
+}
+
+/** Payload of the `connect` event. */
+export interface ConnectEvent {
+  readonly id: string
+  readonly remoteAddress: string
+}
+/** Payload of the `subscribe` and `unsubscribe` events. */
+export interface SubscriptionEvent {
+  readonly id: string
+  readonly path: string
+}
+/** Payload of the `push` event: a state sent to `recipients` subscribers of `path`. */
+export interface PushEvent {
+  readonly path: string
+  readonly version: string
+  readonly recipients: number
+}
+/** Payload of the `disconnect` event. */
+export interface DisconnectEvent {
+  readonly id: string
+  readonly code: number
+}
+
+/** The hub's events, for observing it across the stack. Listeners that throw are logged, not rethrown. */
+export interface HubEvents {
+  connect: [ConnectEvent]
+  subscribe: [SubscriptionEvent]
+  unsubscribe: [SubscriptionEvent]
+  push: [PushEvent]
+  disconnect: [DisconnectEvent]
+}
+
+const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+const PUBLIC_GROUP = 'public'
+const MAX_RETRY_DELAY_MS = 30_000
+
+/**
+ * The framework-neutral heart of listenjs: WebSocket endpoint, subscriptions, replays and fan-out.
+ * Create it with {@link createHub}, or let an adapter create it.
+ */
+export class Hub extends EventEmitter<HubEvents> {
+  /** The options in force, defaults applied. */
+  readonly options: ResolvedOptions
+  private readonly registry = new Registry()
+  private readonly connections = new Set<Connection>()
+  private readonly queue: ReplayQueue
+  private readonly backplane: Backplane
+  private readonly unsubscribeBackplane: () => void
+  private readonly endpoint: Endpoint
+  private readonly attached = new Map<
+    AttachableServer,
+    (req: IncomingMessage, socket: Duplex, head: Buffer) => void
+  >()
+  /** The async context the hub was created in; replays and timers run in it, not in a request's. */
+  private readonly scope = new AsyncResource('listenjs.hub')
+  private dispatch: Dispatch | undefined
+  private pendingChanges = new Set<string>()
+  private flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined
+  private readonly recheckTimers = new Set<NodeJS.Timeout>()
+  private heartbeatTimer: NodeJS.Timeout | undefined
+  private pongTimer: NodeJS.Timeout | undefined
+  private readonly tracked = new WeakSet<IncomingMessage>()
+  private warnedLoop = false
+  private closing: Promise<void> | undefined
+  private counters = { messagesSent: 0, replays: 0, subscriptions: 0 }
+
+  /**
+   * @param options - see {@link HubOptions}; every field has a default
+   * @throws ListenjsError `invalid_option` when an option is wrong
+   */
+  constructor(options: HubOptions = {}) {
+    super()
+    this.options = resolveOptions(options)
+    this.queue = new ReplayQueue(this.options.replayConcurrency, (job) => this.scope.runInAsyncScope(job))
+    this.backplane = options.backplane ?? memoryBackplane()
+    this.unsubscribeBackplane = this.backplane.subscribe((message) => this.receive(message))
+    this.endpoint = createEndpoint(this.options, (socket, request) => this.connect(socket, request))
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Public API
+
+  /**
+   * Serves the WebSocket endpoint on `server` (upgrades on `options.path` only; other upgrades are
+   * left to other listeners) and replays GETs through its request handler. The first attached
+   * server is the one replays go to. Attaching the same server twice does nothing.
+   * @returns the hub, for chaining
+   */
+  attach(server: AttachableServer): this {
+    if (this.attached.has(server)) return this
+    if (this.closing) throw new ListenjsError('closed', 'listenjs: the hub is closed')
+    const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      this.endpoint.handleUpgrade(req, socket, head, server)
+    }
+    this.attached.set(server, onUpgrade)
+    server.on('upgrade', onUpgrade)
+    this.dispatch ??= dispatcherFor(server as Server)
+    this.startHeartbeat()
+    return this
+  }
+
+  /**
+   * Marks `path` changed (and its ancestors, unless `notifyAncestors` is off), as a successful
+   * mutation would: every subscriber gets a fresh replay. With `payload`, sends `payload` as-is to
+   * every subscriber of exactly that path and query instead; this bypasses per-user views and counts
+   * as the last state sent. Called while serving a replay, it does nothing (and warns once).
+   * @throws ListenjsError `bad_path` when the path is not acceptable; a TypeError when the payload
+   *   cannot be serialized to JSON
+   */
+  notify(path: string, payload?: unknown): void {
+    const reason = checkPath(path, this.options.limits.pathLength)
+    if (reason !== undefined) throw new ListenjsError('bad_path', `listenjs: ${reason}`, { path })
+    if (this.ignoredInReplay()) return
+    if (payload === undefined) {
+      this.publishChange([path])
+      return
+    }
+    const json = JSON.stringify(payload)
+    if (json === undefined) throw new TypeError('listenjs: notify payload must be serializable to JSON')
+    this.backplane.publish({ kind: 'payload', path, payload })
+  }
+
+  /**
+   * Watches one HTTP request: when a POST, PUT, PATCH or DELETE on it ends with a 2xx status (on
+   * `finish`, or on `close` once the status was sent), its path changes. `route` is read when the
+   * response ends, so a handler can still set its options. The adapters call this for every request;
+   * calling it twice for one request does nothing.
+   * @param path - the request's path as the client sent it (the query is ignored)
+   */
+  track(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    route: () => RouteOptions | undefined,
+  ): void {
+    if (this.tracked.has(req)) return
+    this.tracked.add(req)
+    if (isReplayRequest(req)) {
+      res.once('finish', () => markReplayRoute(req, route()))
+      return
+    }
+    if (!MUTATIONS.has(req.method ?? '')) return
+    let done = false
+    const ended = (): void => {
+      if (done) return
+      done = true
+      const status = res.statusCode
+      if (status < 200 || status > 299 || !(res.writableFinished || res.headersSent)) return
+      const options = route()
+      const paths = [...(options?.notify === false ? [] : [pathnameOf(path)]), ...(options?.changes ?? [])]
+      const valid = paths.filter((p) => checkPath(p, this.options.limits.pathLength) === undefined)
+      if (valid.length > 0) this.publishChange(valid)
+    }
+    res.once('finish', ended)
+    res.once('close', ended)
+  }
+
+  /** Counters for monitoring. */
+  stats(): HubStats {
+    return {
+      connections: this.connections.size,
+      subscriptions: this.counters.subscriptions,
+      resources: this.registry.size,
+      messagesSent: this.counters.messagesSent,
+      replays: this.counters.replays,
+      replaysInFlight: this.queue.inFlight,
+      replaysQueued: this.queue.size,
+    }
+  }
+
+  /**
+   * Closes every socket (1001 going away, or 1012 when `restart` is true, which clients treat as
+   * "reconnect soon"), stops every timer, detaches from every server and closes the backplane.
+   * Resolves when every socket has closed (sockets that do not finish the closing handshake within
+   * one second are terminated). Calling it again returns the same promise.
+   */
+  close(options: { restart?: boolean } = {}): Promise<void> {
+    this.closing ??= this.shutdown(options.restart === true ? CloseCode.ServiceRestart : CloseCode.GoingAway)
+    return this.closing
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sockets
+
+  private connect(
+    socket: HubSocket,
+    request: IncomingMessage,
+  ): {
+    message: (data: Buffer, isBinary: boolean) => void
+    closed: (code: number) => void
+  } {
+    const context = contextFromRequest(request)
+    const connection: Connection = {
+      id: randomUUID(),
+      socket,
+      request,
+      context,
+      contextKey: contextKey(context),
+      subscriptions: new Map(),
+      awaitingPong: false,
+      tokens: this.options.limits.messageBurst,
+      tokensAt: Date.now(),
+      closed: false,
+    }
+    this.connections.add(connection)
+    socket.send(welcomeFrame(this.options.heartbeat.intervalMs, this.options.heartbeat.timeoutMs))
+    this.safeEmit('connect', { id: connection.id, remoteAddress: context.remoteAddress })
+    return {
+      message: (data, isBinary) => this.onMessage(connection, data, isBinary),
+      closed: (code) => this.disconnect(connection, code),
+    }
+  }
+
+  private onMessage(connection: Connection, data: Buffer, isBinary: boolean): void {
+    if (connection.closed) return
+    connection.awaitingPong = false
+    if (!this.takeToken(connection)) {
+      this.closeConnection(connection, CloseCode.TooManyMessages, 'too many messages')
+      return
+    }
+    const parsed = parseClientMessage(isBinary ? data : data.toString('utf8'))
+    if (!parsed.ok) {
+      this.send(connection, errorFrame('bad_message', parsed.reason))
+      this.closeConnection(connection, CloseCode.BadMessage, 'bad message')
+      return
+    }
+    const message = parsed.message
+    switch (message.type) {
+      case 'subscribe':
+        this.subscribe(connection, message.path)
+        return
+      case 'unsubscribe': {
+        const subscription = connection.subscriptions.get(message.path)
+        if (subscription) this.unsubscribe(subscription)
+        return
+      }
+      case 'auth':
+        connection.context = contextFromRequest(connection.request, message.token)
+        connection.contextKey = contextKey(connection.context)
+        return
+      case 'pong':
+        return
+    }
+  }
+
+  /** A token bucket per socket: `messagesPerSecond` on average, bursts up to `messageBurst`. */
+  private takeToken(connection: Connection): boolean {
+    const { messagesPerSecond, messageBurst } = this.options.limits
+    const now = Date.now()
+    connection.tokens = Math.min(
+      messageBurst,
+      connection.tokens + ((now - connection.tokensAt) * messagesPerSecond) / 1000,
+    )
+    connection.tokensAt = now
+    if (connection.tokens < 1) return false
+    connection.tokens -= 1
+    return true
+  }
+
+  private disconnect(connection: Connection, code: number): void {
+    if (!this.connections.delete(connection)) return
+    connection.closed = true
+    for (const subscription of [...connection.subscriptions.values()]) {
+      this.counters.subscriptions--
+      this.registry.remove(subscription)
+    }
+    this.safeEmit('disconnect', { id: connection.id, code })
+  }
+
+  private closeConnection(connection: Connection, code: number, reason: string): void {
+    if (connection.closed) return
+    connection.closed = true
+    connection.socket.close(code, reason)
+  }
+
+  private send(connection: Connection, frame: Buffer): void {
+    if (connection.closed) return
+    connection.socket.send(frame)
+    this.counters.messagesSent++
+  }
+
+  private refuse(
+    connection: Connection,
+    code: ErrorCode,
+    message: string,
+    path: string,
+    status?: number,
+  ): void {
+    this.send(connection, errorFrame(code, message, path, status))
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Subscriptions
+
+  private subscribe(connection: Connection, path: string): void {
+    if (connection.subscriptions.has(path)) return
+    const { limits, identify } = this.options
+    const reason = checkPath(path, limits.pathLength)
+    if (reason !== undefined) return this.refuse(connection, 'bad_path', reason, path)
+    if (connection.subscriptions.size >= limits.subscriptionsPerSocket) {
+      return this.refuse(
+        connection,
+        'limit',
+        `at most ${limits.subscriptionsPerSocket} subscriptions per socket`,
+        path,
+      )
+    }
+    let identity = `ctx:${connection.contextKey}`
+    if (identify) {
+      let chosen: ReturnType<typeof identify>
+      try {
+        chosen = identify(connection.request, path)
+      } catch (error) {
+        this.options.logger.error(
+          { err: error, path },
+          'listenjs: identify threw; using the default identity',
+        )
+      }
+      if (chosen === PUBLIC) identity = PUBLIC_GROUP
+      else if (typeof chosen === 'string') identity = `id:${chosen}`
+    }
+    const resource = this.registry.resource(path)
+    const subscription: Subscription = {
+      connection,
+      path,
+      resource,
+      identity,
+      group: undefined,
+      version: undefined,
+    }
+    connection.subscriptions.set(path, subscription)
+    resource.pending.add(subscription)
+    this.counters.subscriptions++
+    this.joinSnapshot(subscription)
+  }
+
+  private unsubscribe(subscription: Subscription): void {
+    this.counters.subscriptions--
+    this.registry.remove(subscription)
+    this.safeEmit('unsubscribe', { id: subscription.connection.id, path: subscription.path })
+  }
+
+  /**
+   * Queues a snapshot replay for a new subscription, or joins one already waiting for the same
+   * replay context (a reconnect storm costs one replay per context, not one per socket).
+   */
+  private joinSnapshot(subscription: Subscription): void {
+    const { resource, connection } = subscription
+    const joined = resource.flights.get(connection.contextKey)
+    if (joined) {
+      joined.subscribers.add(subscription)
+      return
+    }
+    const flight: SnapshotFlight = {
+      subscribers: new Set([subscription]),
+      context: connection.context,
+      stale: false,
+    }
+    resource.flights.set(connection.contextKey, flight)
+    this.queue.push(() => this.runSnapshot(resource, connection.contextKey, flight))
+  }
+
+  private async runSnapshot(resource: Resource, key: string, flight: SnapshotFlight): Promise<void> {
+    if (flight.subscribers.size === 0 || this.closing) {
+      if (resource.flights.get(key) === flight) resource.flights.delete(key)
+      return
+    }
+    const result = await this.replay(flight.context, resource.path)
+    if (resource.flights.get(key) === flight) resource.flights.delete(key)
+    if (this.closing) return
+    let frame: Buffer | undefined
+    for (const subscription of flight.subscribers) {
+      if (!resource.pending.delete(subscription)) continue
+      const { connection, path } = subscription
+      if (isSuccess(result.status)) {
+        const group = this.registry.group(resource, result.public ? PUBLIC_GROUP : subscription.identity)
+        group.members.add(subscription)
+        subscription.group = group
+        subscription.version = result.version
+        frame ??= dataFrame(path, result.version, result.body, result.contentType, true)
+        this.send(connection, frame)
+        this.safeEmit('subscribe', { id: connection.id, path })
+        // A change reached the path while this replay was on: its answer may predate the change.
+        if (flight.stale) this.scheduleGroup(group)
+      } else {
+        connection.subscriptions.delete(path)
+        this.counters.subscriptions--
+        const [code, message] = refusal(result.status, true)
+        this.refuse(connection, code, message, path, result.status)
+      }
+    }
+    this.registry.dropIfEmpty(resource)
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Changes
+
+  private ignoredInReplay(): boolean {
+    if (!isInsideReplay()) return false
+    if (!this.warnedLoop) {
+      this.warnedLoop = true
+      this.options.logger.warn(
+        'listenjs: a change was raised while serving a replay and was ignored (no loops)',
+      )
+    }
+    return true
+  }
+
+  private publishChange(paths: readonly string[]): void {
+    if (this.ignoredInReplay()) return
+    const expanded = new Set<string>()
+    for (const path of paths) {
+      if (path.includes('?') || !this.options.notifyAncestors) expanded.add(path)
+      else for (const p of withAncestors(path)) expanded.add(p)
+    }
+    this.backplane.publish({ kind: 'change', paths: [...expanded] })
+  }
+
+  private receive(message: BackplaneMessage): void {
+    if (this.closing) return
+    if (message.kind === 'payload') {
+      this.pushPayload(message.path, message.payload)
+      return
+    }
+    for (const path of message.paths) this.pendingChanges.add(path)
+    if (this.flushTimer !== undefined) return
+    // Coalesce: everything changed within this turn (or window) costs one replay per group.
+    this.scope.runInAsyncScope(() => {
+      this.flushTimer =
+        this.options.coalesceWindowMs > 0
+          ? setTimeout(() => this.flush(true), this.options.coalesceWindowMs)
+          : setImmediate(() => this.flush(true))
+    })
+  }
+
+  private flush(withRecheck: boolean): void {
+    this.flushTimer = undefined
+    const paths = this.pendingChanges
+    this.pendingChanges = new Set()
+    this.replayPaths(paths)
+    const delay = this.options.recheckAfterMs
+    if (withRecheck && delay > 0 && !this.closing) {
+      const timer = setTimeout(() => {
+        this.recheckTimers.delete(timer)
+        this.replayPaths(paths)
+      }, delay)
+      timer.unref()
+      this.recheckTimers.add(timer)
+    }
+  }
+
+  private replayPaths(paths: Iterable<string>): void {
+    for (const path of paths) {
+      for (const resource of this.registry.affectedBy(path)) {
+        for (const flight of resource.flights.values()) flight.stale = true
+        // Later subscribers must not join a replay that may predate this change.
+        resource.flights.clear()
+        for (const group of resource.groups.values()) this.scheduleGroup(group)
+      }
+    }
+  }
+
+  private pushPayload(path: string, payload: unknown): void {
+    const resource = this.registry.get(path)
+    if (!resource) return
+    const json = JSON.stringify(payload)
+    const version = versionOf(json)
+    const frame = payloadFrame(path, version, json)
+    this.fanOut(resource, [...resource.groups.values()], frame, version)
+  }
+
+  private scheduleGroup(group: Group): void {
+    if (this.closing || group.members.size === 0) return
+    if (group.state === 'running') {
+      group.dirty = true
+      return
+    }
+    if (group.state === 'queued') return
+    clearTimeout(group.retryTimer)
+    group.retryTimer = undefined
+    group.state = 'queued'
+    this.queue.push(() => this.runGroup(group))
+  }
+
+  private async runGroup(group: Group): Promise<void> {
+    const first = group.members.values().next()
+    if (first.done || this.closing) {
+      group.state = 'idle'
+      return
+    }
+    group.state = 'running'
+    group.dirty = false
+    const result = await this.replay(first.value.connection.context, group.resource.path)
+    group.state = 'idle'
+    if (this.closing || group.members.size === 0) return
+    this.deliver(group, result)
+    if (group.dirty) this.scheduleGroup(group)
+  }
+
+  /** Acts on a push replay's answer, as SPEC §2.5 says. */
+  private deliver(group: Group, result: ReplayResult): void {
+    const { path } = group.resource
+    const { status } = result
+    if (isSuccess(status)) {
+      group.attempts = 0
+      this.fanOut(
+        group.resource,
+        [group],
+        dataFrame(path, result.version, result.body, result.contentType, false),
+        result.version,
+      )
+      return
+    }
+    if (status === 404 || status === 410) {
+      group.attempts = 0
+      const frame = goneFrame(path, status)
+      for (const subscription of group.members) {
+        if (subscription.version === 'gone') continue
+        // After `gone`, the same body as before the deletion is news again.
+        subscription.version = 'gone'
+        this.send(subscription.connection, frame)
+      }
+      return
+    }
+    if (status >= 500 || status === 429 || status === 408) {
+      group.attempts++
+      this.options.logger.error(
+        { path, status, failure: result.failure, attempt: group.attempts },
+        'listenjs: a push replay failed; retrying',
+      )
+      const delay = Math.min(MAX_RETRY_DELAY_MS, 500 * 2 ** (group.attempts - 1)) * (0.5 + Math.random() / 2)
+      this.scope.runInAsyncScope(() => {
+        group.retryTimer = setTimeout(() => {
+          group.retryTimer = undefined
+          this.scheduleGroup(group)
+        }, delay)
+        group.retryTimer.unref()
+      })
+      return
+    }
+    // 401/403 and any other answer that will not become state: those subscribers are told and dropped.
+    const [code, message] = refusal(status, false)
+    const frame = errorFrame(code, message, path, status)
+    for (const subscription of [...group.members]) {
+      this.send(subscription.connection, frame)
+      this.unsubscribe(subscription)
+    }
+  }
+
+  /** Sends one frame to every member of `groups` that does not hold `version` yet. */
+  private fanOut(resource: Resource, groups: readonly Group[], frame: Buffer, version: string): void {
+    let recipients = 0
+    for (const group of groups) {
+      for (const subscription of group.members) {
+        if (subscription.version === version) continue
+        subscription.version = version
+        this.send(subscription.connection, frame)
+        recipients++
+      }
+    }
+    if (recipients > 0) this.safeEmit('push', { path: resource.path, version, recipients })
+  }
+
+  private async replay(context: Parameters<typeof replayGet>[1], path: string): Promise<ReplayResult> {
+    const dispatch = this.dispatch
+    if (!dispatch) {
+      this.options.logger.error({ path }, 'listenjs: cannot replay before attach(server)')
+      return {
+        status: 503,
+        body: Buffer.alloc(0),
+        contentType: undefined,
+        version: '',
+        public: false,
+        failure: 'error',
+      }
+    }
+    const result = await replayGet(dispatch, context, path, {
+      timeoutMs: this.options.replayTimeoutMs,
+      maxBodyBytes: this.options.maxBodyBytes,
+    })
+    this.counters.replays++
+    if (result.failure) this.options.logger.warn({ path, failure: result.failure }, 'listenjs: replay failed')
+    return result
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Heartbeat and shutdown
+
+  private startHeartbeat(): void {
+    if (this.heartbeatTimer) return
+    const { intervalMs, timeoutMs } = this.options.heartbeat
+    this.scope.runInAsyncScope(() => {
+      this.heartbeatTimer = setInterval(() => {
+        for (const connection of this.connections) {
+          if (connection.awaitingPong) {
+            connection.socket.terminate()
+            continue
+          }
+          connection.awaitingPong = true
+          connection.socket.send(PING_FRAME)
+        }
+        clearTimeout(this.pongTimer)
+        this.pongTimer = setTimeout(() => {
+          for (const connection of this.connections)
+            if (connection.awaitingPong) connection.socket.terminate()
+        }, timeoutMs)
+        this.pongTimer.unref()
+      }, intervalMs)
+      this.heartbeatTimer.unref()
+    })
+  }
+
+  private async shutdown(code: number): Promise<void> {
+    clearInterval(this.heartbeatTimer)
+    clearTimeout(this.pongTimer)
+    if (this.flushTimer !== undefined) {
+      clearTimeout(this.flushTimer as NodeJS.Timeout)
+      clearImmediate(this.flushTimer as NodeJS.Immediate)
+      this.flushTimer = undefined
+    }
+    for (const timer of this.recheckTimers) clearTimeout(timer)
+    this.recheckTimers.clear()
+    this.queue.clear()
+    for (const [server, onUpgrade] of this.attached) server.off('upgrade', onUpgrade)
+    this.attached.clear()
+    this.unsubscribeBackplane()
+    const open = [...this.connections]
+    for (const connection of open) {
+      for (const subscription of connection.subscriptions.values())
+        clearTimeout(subscription.group?.retryTimer)
+      this.closeConnection(
+        connection,
+        code,
+        code === CloseCode.ServiceRestart ? 'server restart' : 'server shutdown',
+      )
+    }
+    await this.endpoint.close(1000)
+    await this.backplane.close?.()
+  }
+
+  private safeEmit<K extends keyof HubEvents>(event: K, ...args: HubEvents[K]): void {
+    try {
+      ;(this.emit as (event: K, ...args: HubEvents[K]) => boolean)(event, ...args)
+    } catch (error) {
+      this.options.logger.error({ err: error, event }, 'listenjs: an event listener threw')
+    }
+  }
+}
+
+function isSuccess(status: number): boolean {
+  return status >= 200 && status <= 299
+}
+
+/** The error code and fixed message for a replay status that refuses or ends a subscription. */
+function refusal(status: number, subscribing: boolean): [ErrorCode, string] {
+  if (status === 401 || status === 403) return ['unauthorized', 'not authorized']
+  if (subscribing && (status === 404 || status === 410)) return ['not_found', 'not found']
+  return ['failed', `the resource answered ${status}`]
+}
+
+/**
+ * Creates a hub. Adapters create one for you; use this directly for a plain `http` server or a
+ * framework without an adapter, then `hub.attach(server)` and call `hub.track(…)` for each request.
+ * @throws ListenjsError `invalid_option` when an option is wrong
+ */
+export function createHub(options: HubOptions = {}): Hub {
+  return new Hub(options)
+}

@@ -1,0 +1,212 @@
+import type { IncomingMessage } from 'node:http'
+import { ListenjsError } from './errors'
+import type { Backplane } from './backplane'
+
+/**
+ * A pino-compatible logger. Only these four methods are used; each is called either as
+ * `(object, message)` or `(message)`. The default logger is silent.
+ */
+export interface Logger {
+  debug(obj: object | string, msg?: string): void
+  info(obj: object | string, msg?: string): void
+  warn(obj: object | string, msg?: string): void
+  error(obj: object | string, msg?: string): void
+}
+
+/** Returned by `identify` to declare that a resource looks the same to everyone. */
+export const PUBLIC: unique symbol = Symbol.for('listenjs.public')
+
+/**
+ * Groups subscribers whose replays are interchangeable. Called once per subscription with the
+ * upgrade request and the subscription path. Return:
+ * - a string: subscribers of the path with the same string share one replay per change
+ *   (e.g. the session's user id). Only widen groups when the GET route really answers the same to
+ *   all of them;
+ * - {@link PUBLIC}: one replay serves every subscriber of the path;
+ * - `undefined`: the default identity (everything the replay forwards, see PROTOCOL.md).
+ */
+export type Identify = (request: IncomingMessage, path: string) => string | typeof PUBLIC | undefined
+
+/** Decides whether a browser page from `origin` may connect. */
+export type OriginCheck = (origin: string, request: IncomingMessage) => boolean
+
+/** Bounds on what one client may ask. Each has a default in {@link DEFAULTS}. */
+export interface Limits {
+  /** Largest inbound message in bytes; a larger one closes the socket with 1009. @default 16384 */
+  messageBytes: number
+  /** Subscriptions one socket may hold; one more is refused with `limit`. @default 256 */
+  subscriptionsPerSocket: number
+  /** Longest subscription path (with query) in characters; longer is refused with `bad_path`. @default 2048 */
+  pathLength: number
+  /**
+   * Messages per second a socket may send on average; bursts up to `messageBurst`. Over it the
+   * socket is closed with 4429. @default 100
+   */
+  messagesPerSecond: number
+  /** Burst allowance for `messagesPerSecond` (a reconnect resubscribing everything). @default 600 */
+  messageBurst: number
+  /** Open sockets per remote address; more are refused at the upgrade with HTTP 429. @default 256 */
+  connectionsPerAddress: number
+}
+
+/** Heartbeat timing, announced to every client in its `welcome` message. */
+export interface HeartbeatOptions {
+  /** Time between server pings. @default 30000 */
+  intervalMs: number
+  /** How long a client has to answer a ping before its socket is terminated. @default 10000 */
+  timeoutMs: number
+}
+
+/** Options of {@link createHub} and of every adapter. Every field is optional. */
+export interface HubOptions {
+  /** Path of the WebSocket endpoint; other upgrades are left alone. @default '/listen' */
+  path?: string
+  /** Server-driven heartbeat. */
+  heartbeat?: Partial<HeartbeatOptions>
+  /**
+   * Which browser origins may connect. Default: only the origin of the request's own Host
+   * (`http(s)://<Host>`). A list of exact origins, or a function. Requests without an `Origin`
+   * header (non-browser clients) are allowed.
+   */
+  allowedOrigins?: readonly string[] | OriginCheck
+  /** Per-client bounds. */
+  limits?: Partial<Limits>
+  /** Whether a change to `/a/b` also changes `/a` and `/`. @default true */
+  notifyAncestors?: boolean
+  /** Groups subscribers whose replays are interchangeable. @default undefined (identity = forwarded request) */
+  identify?: Identify
+  /** A replay slower than this counts as a 5xx (retried with backoff). @default 10000 */
+  replayTimeoutMs?: number
+  /** A replay body larger than this counts as a 5xx. @default 1048576 (1 MiB) */
+  maxBodyBytes?: number
+  /** Replays in flight at once, for the whole hub. @default 8 */
+  replayConcurrency?: number
+  /** Changes within this window coalesce into one replay per group; 0 = one event-loop turn. @default 0 */
+  coalesceWindowMs?: number
+  /** Replay once more this long after a change, for apps reading from lagging replicas; 0 = off. @default 0 */
+  recheckAfterMs?: number
+  /** Carries changes between processes. @default an in-memory backplane (one process) */
+  backplane?: Backplane
+  /** pino-compatible logger. @default silent */
+  logger?: Logger
+}
+
+/** The hub's options once defaults are applied. */
+export interface ResolvedOptions {
+  path: string
+  heartbeat: HeartbeatOptions
+  allowedOrigins: readonly string[] | OriginCheck | undefined
+  limits: Limits
+  notifyAncestors: boolean
+  identify: Identify | undefined
+  replayTimeoutMs: number
+  maxBodyBytes: number
+  replayConcurrency: number
+  coalesceWindowMs: number
+  recheckAfterMs: number
+  logger: Logger
+}
+
+const noop = (): void => {}
+
+/** A logger that drops everything; the default. */
+export const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error: noop }
+
+/** Every default, in one place. */
+export const DEFAULTS = {
+  path: '/listen',
+  heartbeat: { intervalMs: 30_000, timeoutMs: 10_000 },
+  limits: {
+    messageBytes: 16_384,
+    subscriptionsPerSocket: 256,
+    pathLength: 2048,
+    messagesPerSecond: 100,
+    messageBurst: 600,
+    connectionsPerAddress: 256,
+  },
+  notifyAncestors: true,
+  replayTimeoutMs: 10_000,
+  maxBodyBytes: 1_048_576,
+  replayConcurrency: 8,
+  coalesceWindowMs: 0,
+  recheckAfterMs: 0,
+} as const satisfies Omit<ResolvedOptions, 'allowedOrigins' | 'identify' | 'logger'>
+
+function invalid(option: string, expected: string, got: unknown): ListenjsError {
+  const shown = typeof got === 'string' ? JSON.stringify(got) : String(got)
+  return new ListenjsError(
+    'invalid_option',
+    `listenjs: option "${option}" must be ${expected} (got ${shown})`,
+  )
+}
+
+function count(option: string, value: number | undefined, fallback: number, min: number): number {
+  const v = value ?? fallback
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+    throw invalid(option, `an integer ≥ ${min}`, v)
+  }
+  return v
+}
+
+/**
+ * Applies defaults and checks every option.
+ * @throws ListenjsError with code `invalid_option`, naming the option and what it accepts.
+ */
+export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
+  if (typeof options !== 'object' || options === null) throw invalid('options', 'an object', options)
+  const path = options.path ?? DEFAULTS.path
+  if (typeof path !== 'string' || !path.startsWith('/') || path.includes('?')) {
+    throw invalid('path', 'a path starting with / and without a query', path)
+  }
+  const allowedOrigins = options.allowedOrigins
+  if (
+    allowedOrigins !== undefined &&
+    typeof allowedOrigins !== 'function' &&
+    !(Array.isArray(allowedOrigins) && allowedOrigins.every((o) => typeof o === 'string'))
+  ) {
+    throw invalid('allowedOrigins', 'an array of origins or a function', allowedOrigins)
+  }
+  if (options.identify !== undefined && typeof options.identify !== 'function') {
+    throw invalid('identify', 'a function', options.identify)
+  }
+  if (options.notifyAncestors !== undefined && typeof options.notifyAncestors !== 'boolean') {
+    throw invalid('notifyAncestors', 'a boolean', options.notifyAncestors)
+  }
+  const hb = options.heartbeat ?? {}
+  const limits = options.limits ?? {}
+  const d = DEFAULTS.limits
+  return {
+    path,
+    heartbeat: {
+      intervalMs: count('heartbeat.intervalMs', hb.intervalMs, DEFAULTS.heartbeat.intervalMs, 1),
+      timeoutMs: count('heartbeat.timeoutMs', hb.timeoutMs, DEFAULTS.heartbeat.timeoutMs, 1),
+    },
+    allowedOrigins,
+    limits: {
+      messageBytes: count('limits.messageBytes', limits.messageBytes, d.messageBytes, 64),
+      subscriptionsPerSocket: count(
+        'limits.subscriptionsPerSocket',
+        limits.subscriptionsPerSocket,
+        d.subscriptionsPerSocket,
+        1,
+      ),
+      pathLength: count('limits.pathLength', limits.pathLength, d.pathLength, 1),
+      messagesPerSecond: count('limits.messagesPerSecond', limits.messagesPerSecond, d.messagesPerSecond, 1),
+      messageBurst: count('limits.messageBurst', limits.messageBurst, d.messageBurst, 1),
+      connectionsPerAddress: count(
+        'limits.connectionsPerAddress',
+        limits.connectionsPerAddress,
+        d.connectionsPerAddress,
+        1,
+      ),
+    },
+    notifyAncestors: options.notifyAncestors ?? DEFAULTS.notifyAncestors,
+    identify: options.identify,
+    replayTimeoutMs: count('replayTimeoutMs', options.replayTimeoutMs, DEFAULTS.replayTimeoutMs, 1),
+    maxBodyBytes: count('maxBodyBytes', options.maxBodyBytes, DEFAULTS.maxBodyBytes, 1),
+    replayConcurrency: count('replayConcurrency', options.replayConcurrency, DEFAULTS.replayConcurrency, 1),
+    coalesceWindowMs: count('coalesceWindowMs', options.coalesceWindowMs, DEFAULTS.coalesceWindowMs, 0),
+    recheckAfterMs: count('recheckAfterMs', options.recheckAfterMs, DEFAULTS.recheckAfterMs, 0),
+    logger: options.logger ?? silentLogger,
+  }
+}

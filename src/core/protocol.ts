@@ -1,0 +1,230 @@
+/**
+ * The listenjs wire protocol, version 1 (`listenjs.v1`), shared by the server and the client.
+ *
+ * Every frame is a JSON text frame holding one object with a `type`. PROTOCOL.md describes each
+ * message; this file is its executable form. It imports nothing from Node, so the browser client can
+ * use it as it is.
+ */
+
+/** The WebSocket subprotocol both sides must agree on. */
+export const SUBPROTOCOL = 'listenjs.v1'
+
+/**
+ * Close codes used by listenjs. 1000–1015 are the standard codes; 4xxx are listenjs's own.
+ * {@link retryPolicy} says what a client does after each.
+ */
+export const CloseCode = {
+  /** The client closed because nothing is listened any more. */
+  Normal: 1000,
+  /** The server is shutting down (`hub.close()`); reconnect at once, with jitter. */
+  GoingAway: 1001,
+  /** An inbound message was larger than the server accepts (sent by `ws` itself). */
+  MessageTooBig: 1009,
+  /** The server hit an unexpected error; reconnect with backoff. */
+  InternalError: 1011,
+  /** The server is restarting (`hub.close({ restart: true })`); reconnect at once, with jitter. */
+  ServiceRestart: 1012,
+  /** A frame was not a valid listenjs message (not JSON, binary, unknown type, wrong field types). */
+  BadMessage: 4400,
+  /** The client offered no `listenjs.v1` subprotocol; retrying cannot help. */
+  UnsupportedProtocol: 4406,
+  /** The client did not answer a ping in time. */
+  HeartbeatTimeout: 4408,
+  /** The client sent messages faster than the server allows. */
+  TooManyMessages: 4429,
+} as const
+
+/** One of the values of {@link CloseCode}. */
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode]
+
+/**
+ * What a client does after the socket closed with `code`:
+ * - `now`: reconnect at once (with a little jitter so that many clients do not arrive together);
+ * - `backoff`: reconnect after the usual exponential backoff;
+ * - `slow`: reconnect after the maximum backoff delay (the server closed it for abuse);
+ * - `never`: do not reconnect; report the error.
+ */
+export function retryPolicy(code: number): 'now' | 'backoff' | 'slow' | 'never' {
+  switch (code) {
+    case CloseCode.GoingAway:
+    case CloseCode.ServiceRestart:
+      return 'now'
+    case CloseCode.MessageTooBig:
+    case CloseCode.BadMessage:
+    case CloseCode.TooManyMessages:
+      return 'slow'
+    case CloseCode.UnsupportedProtocol:
+      return 'never'
+    default:
+      return 'backoff'
+  }
+}
+
+/**
+ * Why a subscription was refused or ended, in the `code` field of an `error` message.
+ * - `unauthorized`: the replayed GET answered 401 or 403;
+ * - `not_found`: the replayed GET answered 404 or 410 when subscribing;
+ * - `failed`: the replayed GET answered another non-2xx status, timed out or was too large;
+ * - `bad_path`: the path is not acceptable (see PROTOCOL.md, "Paths");
+ * - `limit`: a per-socket bound was reached (too many subscriptions);
+ * - `bad_message`: a message was understood as JSON but not as a listenjs message.
+ */
+export type ErrorCode = 'unauthorized' | 'not_found' | 'failed' | 'bad_path' | 'limit' | 'bad_message'
+
+/** Error codes after which the client does not subscribe the path again until the app listens again. */
+export const PERMANENT_ERRORS: readonly ErrorCode[] = ['unauthorized', 'not_found', 'bad_path', 'limit']
+
+// ---------------------------------------------------------------------------------------------
+// Client → server
+
+/** Starts a subscription to `path` (a path with an optional query string, e.g. `/a?week=48`). */
+export interface SubscribeMessage {
+  readonly type: 'subscribe'
+  readonly path: string
+}
+
+/** Ends the subscription to `path`. Unknown paths are ignored. */
+export interface UnsubscribeMessage {
+  readonly type: 'unsubscribe'
+  readonly path: string
+}
+
+/** Sets the bearer token forwarded to replays as `Authorization: Bearer <token>`. */
+export interface AuthMessage {
+  readonly type: 'auth'
+  readonly token: string
+}
+
+/** Answers a server `ping`. */
+export interface PongMessage {
+  readonly type: 'pong'
+}
+
+/** Every message a client may send. */
+export type ClientMessage = SubscribeMessage | UnsubscribeMessage | AuthMessage | PongMessage
+
+// ---------------------------------------------------------------------------------------------
+// Server → client
+
+/** First message on every connection: the heartbeat the server will drive. */
+export interface WelcomeMessage {
+  readonly type: 'welcome'
+  readonly heartbeat: { readonly intervalMs: number; readonly timeoutMs: number }
+}
+
+/** The server checks the client is alive; the client answers `pong`. */
+export interface PingMessage {
+  readonly type: 'ping'
+}
+
+/**
+ * A state of `path`. Exactly one of `json` (a parsed JSON body; `null` for an empty body) or `text`
+ * (a body of another content type) is present. `snapshot` is true on the first delivery of a
+ * subscription.
+ */
+export interface DataMessage {
+  readonly type: 'data'
+  readonly path: string
+  readonly version: string
+  readonly snapshot?: boolean
+  readonly json?: unknown
+  readonly text?: string
+}
+
+/** The resource at `path` answered 404 or 410 after a change; the subscription stays. */
+export interface GoneMessage {
+  readonly type: 'gone'
+  readonly path: string
+  readonly status: number
+}
+
+/**
+ * A subscription was refused or ended (when `path` is set), or a message was not understood.
+ * `message` is a short fixed text, never an internal detail.
+ */
+export interface ErrorMessage {
+  readonly type: 'error'
+  readonly code: ErrorCode
+  readonly message: string
+  readonly path?: string
+  readonly status?: number
+}
+
+/** Every message a server may send. */
+export type ServerMessage = WelcomeMessage | PingMessage | DataMessage | GoneMessage | ErrorMessage
+
+// ---------------------------------------------------------------------------------------------
+// Parsing
+
+/** The result of parsing a frame: the message, or why it is not one. */
+export type Parsed<T> =
+  { readonly ok: true; readonly message: T } | { readonly ok: false; readonly reason: string }
+
+function fail(reason: string): { ok: false; reason: string } {
+  return { ok: false, reason }
+}
+
+function decode(data: unknown): Record<string, unknown> | string {
+  if (typeof data !== 'string') return 'frames must be JSON text'
+  let value: unknown
+  try {
+    value = JSON.parse(data)
+  } catch {
+    return 'frame is not valid JSON'
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    return 'frame must be a JSON object'
+  return value as Record<string, unknown>
+}
+
+/**
+ * Parses a frame received by the server. Accepts only the exact shapes of {@link ClientMessage};
+ * anything else yields `{ ok: false, reason }` with a short reason that is safe to send back.
+ */
+export function parseClientMessage(data: unknown): Parsed<ClientMessage> {
+  const value = decode(data)
+  if (typeof value === 'string') return fail(value)
+  switch (value.type) {
+    case 'subscribe':
+    case 'unsubscribe':
+      if (typeof value.path !== 'string') return fail(`${value.type} needs a string path`)
+      return { ok: true, message: { type: value.type, path: value.path } }
+    case 'auth':
+      if (typeof value.token !== 'string') return fail('auth needs a string token')
+      return { ok: true, message: { type: 'auth', token: value.token } }
+    case 'pong':
+      return { ok: true, message: { type: 'pong' } }
+    default:
+      return fail('unknown message type')
+  }
+}
+
+/**
+ * Parses a frame received by the client. Unknown message types are reported as not ok so that a
+ * newer server can add messages without breaking older clients (the client ignores them).
+ */
+export function parseServerMessage(data: unknown): Parsed<ServerMessage> {
+  const value = decode(data)
+  if (typeof value === 'string') return fail(value)
+  switch (value.type) {
+    case 'welcome': {
+      const hb = value.heartbeat as { intervalMs?: unknown; timeoutMs?: unknown } | undefined
+      if (!hb || typeof hb.intervalMs !== 'number' || typeof hb.timeoutMs !== 'number')
+        return fail('bad welcome')
+      return { ok: true, message: value as unknown as WelcomeMessage }
+    }
+    case 'ping':
+      return { ok: true, message: { type: 'ping' } }
+    case 'data':
+      if (typeof value.path !== 'string' || typeof value.version !== 'string') return fail('bad data')
+      return { ok: true, message: value as unknown as DataMessage }
+    case 'gone':
+      if (typeof value.path !== 'string') return fail('bad gone')
+      return { ok: true, message: value as unknown as GoneMessage }
+    case 'error':
+      if (typeof value.code !== 'string') return fail('bad error')
+      return { ok: true, message: value as unknown as ErrorMessage }
+    default:
+      return fail('unknown message type')
+  }
+}

@@ -1,0 +1,210 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { createHash } from 'node:crypto'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import inject from 'light-my-request'
+
+/**
+ * What a replay forwards of its subscriber: the headers of SPEC §2.9, the real remote address and
+ * whether the connection is TLS. Two subscribers with equal contexts get equal replays.
+ */
+export interface ReplayContext {
+  readonly headers: Readonly<Record<string, string>>
+  readonly remoteAddress: string
+  readonly encrypted: boolean
+}
+
+/** What a replay answered. `failure` is set when there is no usable answer (counted as a 5xx). */
+export interface ReplayResult {
+  readonly status: number
+  readonly body: Buffer
+  readonly contentType: string | undefined
+  readonly version: string
+  /** The route declared the resource public (route option `public: true`). */
+  readonly public: boolean
+  readonly failure?: 'timeout' | 'too_large' | 'error'
+}
+
+/** Dispatches a request to an application, the way `http.Server` does. */
+export type Dispatch = (req: IncomingMessage, res: ServerResponse) => void
+
+/** Headers a replay forwards from the subscriber's upgrade request (plus every `x-forwarded-*`). */
+const FORWARDED_HEADERS = ['host', 'cookie', 'authorization', 'accept', 'accept-language', 'user-agent']
+
+/** Replays in flight, keyed by their request: what the route said about itself. */
+const replays = new WeakMap<IncomingMessage, { public: boolean }>()
+
+/** Set while a replay's handler runs, so that changes raised by it can be ignored (no loops). */
+const insideReplay = new AsyncLocalStorage<true>()
+
+/**
+ * Whether `req` is a replay made by a listenjs hub. Only the hub can mark a request, so no header
+ * or client can forge it.
+ */
+export function isReplayRequest(req: IncomingMessage): boolean {
+  return replays.has(req)
+}
+
+/** Whether the code running now is serving a replay. */
+export function isInsideReplay(): boolean {
+  return insideReplay.getStore() === true
+}
+
+/** Records what a route said about a replay it is serving (called by the adapters). */
+export function markReplayRoute(req: IncomingMessage, route: { public?: boolean } | undefined): void {
+  const info = replays.get(req)
+  if (info && route?.public === true) info.public = true
+}
+
+/**
+ * The replay context of a WebSocket upgrade request. `token`, when given, replaces the
+ * `Authorization` header with `Bearer <token>`.
+ */
+export function contextFromRequest(req: IncomingMessage, token?: string): ReplayContext {
+  const headers: Record<string, string> = {}
+  for (const name of FORWARDED_HEADERS) {
+    const value = req.headers[name]
+    if (typeof value === 'string') headers[name] = value
+  }
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (name.startsWith('x-forwarded-') && value !== undefined) {
+      headers[name] = Array.isArray(value) ? value.join(', ') : value
+    }
+  }
+  if (token !== undefined) headers.authorization = `Bearer ${token}`
+  const socket = req.socket as { remoteAddress?: string; encrypted?: boolean }
+  // Never let light-my-request fall back to its loopback default: an unknown address stays unknown.
+  return { headers, remoteAddress: socket.remoteAddress || '0.0.0.0', encrypted: socket.encrypted === true }
+}
+
+/** A stable key for a context: equal contexts, equal keys. */
+export function contextKey(context: ReplayContext): string {
+  const names = Object.keys(context.headers).sort()
+  const canonical = JSON.stringify([
+    context.remoteAddress,
+    context.encrypted,
+    names.map((n) => [n, context.headers[n]]),
+  ])
+  return createHash('sha256').update(canonical).digest('base64url')
+}
+
+/** The version of a body: the route's strong ETag when it has one, else a strong hash of the bytes. */
+export function versionOf(body: Buffer | string, etag?: string): string {
+  if (etag !== undefined && etag.startsWith('"')) return etag
+  return createHash('sha256').update(body).digest('base64url').slice(0, 27)
+}
+
+/** The dispatcher of an `http`/`https` server: emits `request` as the server would. */
+export function dispatcherFor(server: Server): Dispatch {
+  return (req, res) => {
+    server.emit('request', req, res)
+  }
+}
+
+/**
+ * Replays `GET path` for one subscriber through the application's own request handler.
+ *
+ * Resolves, never rejects: a handler that throws, never answers within `timeoutMs`, or writes more
+ * than `maxBodyBytes` gives a result with `failure` set and a 5xx status.
+ */
+export async function replayGet(
+  dispatch: Dispatch,
+  context: ReplayContext,
+  path: string,
+  limits: { timeoutMs: number; maxBodyBytes: number },
+): Promise<ReplayResult> {
+  let response: ServerResponse | undefined
+  let failure: ReplayResult['failure']
+  let route: { public: boolean } | undefined
+
+  const dispatchReplay: Dispatch = (req, res) => {
+    response = res
+    route = { public: false }
+    replays.set(req, route)
+    prepareForFrameworks(req, res, context)
+    let written = 0
+    const write = res.write
+    res.write = function boundedWrite(this: ServerResponse, ...args: Parameters<ServerResponse['write']>) {
+      const [chunk, encoding] = args
+      written += typeof chunk === 'string' ? Buffer.byteLength(chunk, encodingOf(encoding)) : chunk.length
+      if (written > limits.maxBodyBytes) {
+        failure = 'too_large'
+        res.destroy()
+        return false
+      }
+      return write.apply(this, args)
+    } as ServerResponse['write']
+    dispatch(req, res)
+  }
+
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), limits.timeoutMs)
+    timer.unref()
+  })
+  const answer = insideReplay.run(true, () =>
+    inject(dispatchReplay, {
+      method: 'GET',
+      url: path,
+      headers: context.headers,
+      remoteAddress: context.remoteAddress,
+    }).then(
+      (res) => res,
+      () => undefined,
+    ),
+  )
+  try {
+    const res = await Promise.race([answer, timeout])
+    if (res === 'timeout') {
+      response?.destroy()
+      return failed(504, 'timeout')
+    }
+    if (res === undefined || failure !== undefined) return failed(502, failure ?? 'error')
+    const contentType = headerString(res.headers['content-type'])
+    const body = res.rawPayload
+    return {
+      status: res.statusCode,
+      body,
+      contentType,
+      version: versionOf(body, headerString(res.headers.etag)),
+      public: route?.public === true,
+    }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+function failed(status: number, failure: NonNullable<ReplayResult['failure']>): ReplayResult {
+  return { status, body: Buffer.alloc(0), contentType: undefined, version: '', public: false, failure }
+}
+
+function headerString(value: string | string[] | number | undefined): string | undefined {
+  return value === undefined ? undefined : String(value)
+}
+
+function encodingOf(encoding: unknown): BufferEncoding | undefined {
+  return typeof encoding === 'string' ? (encoding as BufferEncoding) : undefined
+}
+
+/**
+ * Makes light-my-request's fake request look like the subscriber's real one, and keeps it working
+ * inside frameworks that swap prototypes.
+ */
+function prepareForFrameworks(req: IncomingMessage, res: ServerResponse, context: ReplayContext): void {
+  // Express replaces the prototypes of req and res with its own (which inherit from Node's, not from
+  // light-my-request's): keep light-my-request's methods as own properties so they survive.
+  for (const target of [req, res] as object[]) {
+    const proto = Object.getPrototypeOf(target) as object
+    for (const key of Object.getOwnPropertyNames(proto)) {
+      if (key === 'constructor' || Object.prototype.hasOwnProperty.call(target, key)) continue
+      const descriptor = Object.getOwnPropertyDescriptor(proto, key)
+      if (descriptor && typeof descriptor.value === 'function') {
+        Object.defineProperty(target, key, { ...descriptor, enumerable: false })
+      }
+    }
+  }
+  // The real TLS state: `req.secure`, `ctx.protocol` and `request.protocol` read `socket.encrypted`.
+  const socket = req.socket as unknown as { encrypted?: boolean }
+  if (context.encrypted) socket.encrypted = true
+  // `req.connection` is a deprecated alias; light-my-request warns when it is read. Express reads it.
+  Object.defineProperty(req, 'connection', { value: req.socket, configurable: true, writable: true })
+}

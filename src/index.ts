@@ -1,0 +1,24 @@
+/**
+ * listenjs: live REST resources. `createHub` for any `http` server; the adapters
+ * (`listenjs/fastify`, `listenjs/express`, `listenjs/koa`) create and wire a hub for you.
+ */
+export { createHub, Hub } from './core/hub'
+export type {
+  AttachableServer,
+  ConnectEvent,
+  DisconnectEvent,
+  HubEvents,
+  HubStats,
+  PushEvent,
+  RouteOptions,
+  SubscriptionEvent,
+} from './core/hub'
+export { DEFAULTS, PUBLIC, silentLogger } from './core/options'
+export type { HeartbeatOptions, HubOptions, Identify, Limits, Logger, OriginCheck } from './core/options'
+export { ListenjsError } from './core/errors'
+export type { ListenjsErrorCode } from './core/errors'
+export { CloseCode, SUBPROTOCOL, retryPolicy } from './core/protocol'
+export type { ClientMessage, ErrorCode, ServerMessage } from './core/protocol'
+export { memoryBackplane } from './core/backplane'
+export type { Backplane, BackplaneMessage, ChangeMessage, PayloadMessage } from './core/backplane'
+export { isReplayRequest as isReplay } from './core/replay'

@@ -1,0 +1,754 @@
+import type WsWebSocket from 'ws'
+import { CloseCode, ListenjsError, SUBPROTOCOL, createClient, listen } from '../src/client/index'
+import type {
+  Client,
+  ClientOptions,
+  Meta,
+  Status,
+  WebSocketConstructor,
+  WebSocketLike,
+} from '../src/client/index'
+
+// Compile-time checks: both real WebSocket classes fit the client's structural type.
+export const browserWebSocketFits: WebSocketConstructor | undefined = undefined as unknown as typeof WebSocket
+export const wsPackageFits: WebSocketConstructor | undefined = undefined as unknown as typeof WsWebSocket
+
+type Frame = Record<string, unknown>
+
+class FakeSocket implements WebSocketLike {
+  static instances: FakeSocket[] = []
+  readyState = 0
+  protocol = ''
+  readonly sent: Frame[] = []
+  closedWith: number | undefined
+  onopen: WebSocketLike['onopen'] = null
+  onmessage: WebSocketLike['onmessage'] = null
+  onclose: WebSocketLike['onclose'] = null
+  onerror: WebSocketLike['onerror'] = null
+
+  constructor(
+    readonly url: string,
+    readonly protocols: string,
+  ) {
+    FakeSocket.instances.push(this)
+  }
+
+  send(data: string): void {
+    if (this.readyState !== 1) throw new Error('send on a socket that is not open')
+    this.sent.push(JSON.parse(data) as Frame)
+  }
+
+  close(code?: number): void {
+    this.closedWith = code
+    this.readyState = 3
+  }
+
+  // Test side: what the server or the network does.
+  open(): void {
+    this.readyState = 1
+    this.protocol = SUBPROTOCOL
+    this.onopen?.({})
+  }
+
+  receive(message: Frame | string): void {
+    this.onmessage?.({ data: typeof message === 'string' ? message : JSON.stringify(message) })
+  }
+
+  drop(code: number): void {
+    this.readyState = 3
+    this.onclose?.({ code })
+  }
+
+  types(): unknown[] {
+    return this.sent.map((frame) => frame.type)
+  }
+}
+
+const latest = (): FakeSocket => {
+  const socket = FakeSocket.instances[FakeSocket.instances.length - 1]
+  if (!socket) throw new Error('no socket was created')
+  return socket
+}
+
+const flush = async (): Promise<void> => {
+  for (let i = 0; i < 5; i++) await Promise.resolve()
+}
+
+const welcome = (intervalMs = 1000, timeoutMs = 500): Frame => ({
+  type: 'welcome',
+  heartbeat: { intervalMs, timeoutMs },
+})
+const data = (path: string, body: Frame): Frame => ({ type: 'data', path, version: 'v1', ...body })
+
+const clients: Client[] = []
+function makeClient(options: ClientOptions = {}): Client {
+  const client = createClient({ url: 'ws://test/listen', WebSocket: FakeSocket, ...options })
+  clients.push(client)
+  return client
+}
+
+beforeEach(() => {
+  jest.useFakeTimers()
+  FakeSocket.instances = []
+})
+
+afterEach(() => {
+  for (const client of clients.splice(0)) client.close()
+  jest.restoreAllMocks()
+  jest.useRealTimers()
+})
+
+describe('connection lifecycle', () => {
+  test('opens no socket before the first listen, then one socket with the listenjs.v1 subprotocol', () => {
+    const client = makeClient()
+    expect(client.status()).toBe('closed')
+    expect(FakeSocket.instances).toHaveLength(0)
+    client.listen('/a', () => {})
+    client.listen('/b', () => {})
+    expect(FakeSocket.instances).toHaveLength(1)
+    expect(latest().url).toBe('ws://test/listen')
+    expect(latest().protocols).toBe(SUBPROTOCOL)
+  })
+
+  test('goes closed → connecting → open → reconnecting → open → closed', () => {
+    const client = makeClient()
+    const seen: Status[] = []
+    client.onStatus((status) => seen.push(status))
+    client.listen('/a', () => {})
+    latest().open()
+    latest().drop(1006)
+    jest.runOnlyPendingTimers()
+    latest().open()
+    client.close()
+    expect(seen).toEqual(['connecting', 'open', 'reconnecting', 'open', 'closed'])
+    expect(client.status()).toBe('closed')
+  })
+
+  test('onStatus returns a function that stops the listener', () => {
+    const client = makeClient()
+    const seen: Status[] = []
+    const off = client.onStatus((status) => seen.push(status))
+    client.listen('/a', () => {})
+    off()
+    latest().open()
+    expect(seen).toEqual(['connecting'])
+  })
+
+  test('turns http:// urls into ws:// urls', () => {
+    const client = makeClient({ url: 'https://example.com/listen' })
+    client.listen('/a', () => {})
+    expect(latest().url).toBe('wss://example.com/listen')
+  })
+
+  test('ignores socket error events and acts on the close that follows', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().open()
+    latest().onerror?.({})
+    expect(client.status()).toBe('open')
+    latest().drop(1006)
+    expect(client.status()).toBe('reconnecting')
+  })
+})
+
+describe('subscriptions', () => {
+  test('two listeners of one path share one subscribe message', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    client.listen('/a', () => {})
+    latest().open()
+    client.listen('/a', () => {})
+    expect(latest().sent).toEqual([{ type: 'subscribe', path: '/a' }])
+  })
+
+  test('a listen on an open socket subscribes at once', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().open()
+    client.listen('/b', () => {})
+    expect(latest().sent).toEqual([
+      { type: 'subscribe', path: '/a' },
+      { type: 'subscribe', path: '/b' },
+    ])
+  })
+
+  test('a second listener of a known path gets the stored value and meta in a microtask', async () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().open()
+    latest().receive(data('/a', { json: [1], snapshot: true }))
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    expect(onData).not.toHaveBeenCalled()
+    await flush()
+    expect(onData).toHaveBeenCalledWith([1], { path: '/a', version: 'v1', snapshot: true })
+  })
+
+  test('a listener removed before its microtask is not called with the stored value', async () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().open()
+    latest().receive(data('/a', { json: 1 }))
+    const onData = jest.fn()
+    client.listen('/a', onData)()
+    await flush()
+    expect(onData).not.toHaveBeenCalled()
+  })
+
+  test('the last unlisten of a path sends unsubscribe; the last path closes the socket with 1000', () => {
+    const client = makeClient()
+    const offA1 = client.listen('/a', () => {})
+    const offA2 = client.listen('/a', () => {})
+    const offB = client.listen('/b', () => {})
+    const socket = latest()
+    socket.open()
+    offA1()
+    expect(socket.types()).toEqual(['subscribe', 'subscribe'])
+    offA2()
+    expect(socket.sent[2]).toEqual({ type: 'unsubscribe', path: '/a' })
+    offB()
+    expect(socket.sent[3]).toEqual({ type: 'unsubscribe', path: '/b' })
+    expect(socket.closedWith).toBe(1000)
+    expect(client.status()).toBe('closed')
+    expect(jest.getTimerCount()).toBe(0)
+  })
+
+  test('calling an unlisten twice is harmless, even after the path is listened again', () => {
+    const client = makeClient()
+    const off = client.listen('/a', () => {})
+    latest().open()
+    off()
+    off()
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    off()
+    expect(FakeSocket.instances).toHaveLength(2)
+    latest().open()
+    latest().receive(data('/a', { json: 2 }))
+    expect(onData).toHaveBeenCalledTimes(1)
+    expect(latest().sent).toEqual([{ type: 'subscribe', path: '/a' }])
+  })
+
+  test('a listen after the socket closed for being empty opens a new socket', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})()
+    expect(client.status()).toBe('closed')
+    client.listen('/b', () => {})
+    expect(client.status()).toBe('connecting')
+    expect(FakeSocket.instances).toHaveLength(2)
+    latest().open()
+    expect(latest().sent).toEqual([{ type: 'subscribe', path: '/b' }])
+  })
+})
+
+describe('auth', () => {
+  test('sends the auth token first, before any subscribe', () => {
+    const client = makeClient({ auth: 'secret' })
+    client.listen('/a', () => {})
+    client.listen('/b', () => {})
+    latest().open()
+    expect(latest().sent).toEqual([
+      { type: 'auth', token: 'secret' },
+      { type: 'subscribe', path: '/a' },
+      { type: 'subscribe', path: '/b' },
+    ])
+  })
+
+  test('awaits an auth function before subscribing, also for paths listened meanwhile', async () => {
+    let resolveToken: (token: string) => void = () => {}
+    const auth = jest.fn(() => new Promise<string>((resolve) => (resolveToken = resolve)))
+    const client = makeClient({ auth })
+    client.listen('/a', () => {})
+    latest().open()
+    client.listen('/b', () => {})
+    expect(latest().sent).toEqual([])
+    resolveToken('t1')
+    await flush()
+    expect(latest().sent).toEqual([
+      { type: 'auth', token: 't1' },
+      { type: 'subscribe', path: '/a' },
+      { type: 'subscribe', path: '/b' },
+    ])
+  })
+
+  test('calls the auth function again on each reconnect', async () => {
+    let n = 0
+    const client = makeClient({ auth: async () => `t${++n}` })
+    client.listen('/a', () => {})
+    latest().open()
+    await flush()
+    latest().drop(1006)
+    jest.runOnlyPendingTimers()
+    latest().open()
+    await flush()
+    expect(latest().sent[0]).toEqual({ type: 'auth', token: 't2' })
+  })
+
+  test('an app that closes the client from a status listener on open gets no frames sent', () => {
+    const client = makeClient()
+    client.onStatus((status) => {
+      if (status === 'open') client.close()
+    })
+    client.listen('/a', () => {})
+    const socket = latest()
+    socket.open()
+    expect(socket.sent).toEqual([])
+    expect(client.status()).toBe('closed')
+    expect(jest.getTimerCount()).toBe(0)
+  })
+
+  test('an auth function that throws synchronously is handled like one that rejects', async () => {
+    const client = makeClient({
+      auth: () => {
+        throw new Error('no token')
+      },
+    })
+    client.listen('/a', () => {})
+    latest().open()
+    await flush()
+    expect(latest().sent).toEqual([])
+    expect(client.status()).toBe('reconnecting')
+  })
+
+  test('an auth function that rejects closes the socket and reconnects with backoff', async () => {
+    jest.spyOn(Math, 'random').mockReturnValue(0.5)
+    const client = makeClient({ auth: () => Promise.reject(new Error('no token')) })
+    client.listen('/a', () => {})
+    const first = latest()
+    first.open()
+    await flush()
+    expect(first.closedWith).toBe(1000)
+    expect(first.sent).toEqual([])
+    expect(client.status()).toBe('reconnecting')
+    jest.advanceTimersByTime(500)
+    expect(FakeSocket.instances).toHaveLength(2)
+  })
+})
+
+describe('server messages', () => {
+  test('delivers json, null json and text bodies with their meta', () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    latest().open()
+    latest().receive(data('/a', { json: { n: 1 }, snapshot: true }))
+    latest().receive({ type: 'data', path: '/a', version: 'v2', json: null })
+    latest().receive({ type: 'data', path: '/a', version: 'v3', text: 'hello' })
+    expect(onData.mock.calls).toEqual([
+      [{ n: 1 }, { path: '/a', version: 'v1', snapshot: true }],
+      [null, { path: '/a', version: 'v2', snapshot: false }],
+      ['hello', { path: '/a', version: 'v3', snapshot: false }],
+    ])
+  })
+
+  test('a listener that throws does not stop the others; the error is rethrown asynchronously', () => {
+    const client = makeClient()
+    const second = jest.fn()
+    client.listen('/a', () => {
+      throw new Error('boom')
+    })
+    client.listen('/a', second)
+    latest().open()
+    latest().receive(data('/a', { json: 1 }))
+    expect(second).toHaveBeenCalledWith(1, expect.objectContaining({ path: '/a' }))
+    expect(() => jest.runOnlyPendingTimers()).toThrow('boom')
+  })
+
+  test('answers ping with pong', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().open()
+    latest().receive({ type: 'ping' })
+    expect(latest().sent[1]).toEqual({ type: 'pong' })
+  })
+
+  test('gone calls onGone of every listener of the path and keeps them', () => {
+    const client = makeClient()
+    const onGone = jest.fn()
+    const onData = jest.fn()
+    client.listen('/a', onData, { onGone })
+    client.listen('/a', () => {}, { onGone })
+    latest().open()
+    latest().receive({ type: 'gone', path: '/a', status: 404 })
+    expect(onGone).toHaveBeenCalledTimes(2)
+    expect(onGone).toHaveBeenCalledWith({ path: '/a', status: 404 })
+    latest().receive(data('/a', { json: 'back' }))
+    expect(onData).toHaveBeenCalledWith('back', expect.anything())
+  })
+
+  test('ignores frames that do not parse, unknown types, errors without a path and unknown paths', () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    const onError = jest.fn()
+    client.listen('/a', onData, { onError })
+    latest().open()
+    latest().receive('not json')
+    latest().receive({ type: 'future' })
+    latest().receive({ type: 'error', code: 'bad_message', message: 'bad' })
+    latest().receive(data('/other', { json: 1 }))
+    expect(onData).not.toHaveBeenCalled()
+    expect(onError).not.toHaveBeenCalled()
+    expect(client.status()).toBe('open')
+  })
+})
+
+describe('refused paths', () => {
+  test('an error with a path reaches onError as a ListenjsError and keeps the listeners', () => {
+    const client = makeClient()
+    const onError = jest.fn()
+    client.listen('/secret', () => {}, { onError })
+    latest().open()
+    latest().receive({
+      type: 'error',
+      code: 'unauthorized',
+      message: 'not authorized',
+      path: '/secret',
+      status: 403,
+    })
+    const error = onError.mock.calls[0]?.[0] as ListenjsError
+    expect(error).toBeInstanceOf(ListenjsError)
+    expect(error).toMatchObject({
+      code: 'unauthorized',
+      message: 'not authorized',
+      status: 403,
+      path: '/secret',
+    })
+    latest().drop(1006)
+    jest.runOnlyPendingTimers()
+    latest().open()
+    latest().drop(CloseCode.UnsupportedProtocol)
+    expect(onError).toHaveBeenLastCalledWith(expect.objectContaining({ code: 'closed', path: '/secret' }))
+  })
+
+  test('resubscribes every path after a reconnect except those refused for a permanent reason', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    client.listen('/secret', () => {})
+    client.listen('/missing', () => {})
+    client.listen('/flaky', () => {})
+    latest().open()
+    latest().receive({ type: 'error', code: 'unauthorized', message: 'x', path: '/secret', status: 401 })
+    latest().receive({ type: 'error', code: 'not_found', message: 'x', path: '/missing', status: 404 })
+    latest().receive({ type: 'error', code: 'failed', message: 'x', path: '/flaky', status: 500 })
+    latest().drop(1006)
+    jest.runOnlyPendingTimers()
+    latest().open()
+    expect(latest().sent).toEqual([
+      { type: 'subscribe', path: '/a' },
+      { type: 'subscribe', path: '/flaky' },
+    ])
+  })
+
+  test('a new listen on a refused path subscribes again', () => {
+    const client = makeClient()
+    client.listen('/secret', () => {})
+    latest().open()
+    latest().receive({ type: 'error', code: 'unauthorized', message: 'x', path: '/secret', status: 403 })
+    client.listen('/secret', () => {})
+    expect(latest().sent).toEqual([
+      { type: 'subscribe', path: '/secret' },
+      { type: 'subscribe', path: '/secret' },
+    ])
+  })
+
+  test('the last unlisten of a refused path sends no unsubscribe', () => {
+    const client = makeClient()
+    const off = client.listen('/secret', () => {})
+    client.listen('/a', () => {})
+    latest().open()
+    latest().receive({ type: 'error', code: 'bad_path', message: 'x', path: '/secret' })
+    off()
+    expect(latest().types()).toEqual(['subscribe', 'subscribe'])
+  })
+})
+
+describe('reconnect', () => {
+  test('backoff uses full jitter below min(maxDelayMs, initialDelayMs * factor ** attempt)', () => {
+    const random = jest.spyOn(Math, 'random').mockReturnValue(0.5)
+    const client = makeClient({ reconnect: { initialDelayMs: 100, maxDelayMs: 1000, factor: 3 } })
+    client.listen('/a', () => {})
+    // Caps: 100, 300, 900, 1000, 1000; the delay is random() * cap.
+    for (const cap of [100, 300, 900, 1000, 1000]) {
+      const count = FakeSocket.instances.length
+      latest().drop(1006)
+      jest.advanceTimersByTime(cap / 2 - 1)
+      expect(FakeSocket.instances).toHaveLength(count)
+      jest.advanceTimersByTime(1)
+      expect(FakeSocket.instances).toHaveLength(count + 1)
+    }
+    random.mockReturnValue(0)
+    latest().drop(1006)
+    jest.advanceTimersByTime(0)
+    expect(client.status()).toBe('reconnecting')
+    expect(FakeSocket.instances).toHaveLength(7)
+  })
+
+  test('without jitter the backoff waits the cap itself', () => {
+    const client = makeClient({ reconnect: { initialDelayMs: 100, maxDelayMs: 250, jitter: false } })
+    client.listen('/a', () => {})
+    for (const cap of [100, 200, 250]) {
+      const count = FakeSocket.instances.length
+      latest().drop(1011)
+      jest.advanceTimersByTime(cap - 1)
+      expect(FakeSocket.instances).toHaveLength(count)
+      jest.advanceTimersByTime(1)
+      expect(FakeSocket.instances).toHaveLength(count + 1)
+    }
+  })
+
+  test('a welcome resets the attempt counter', () => {
+    const client = makeClient({ reconnect: { initialDelayMs: 100, jitter: false } })
+    client.listen('/a', () => {})
+    latest().drop(1006)
+    jest.advanceTimersByTime(100)
+    latest().drop(1006)
+    jest.advanceTimersByTime(200)
+    latest().open()
+    latest().receive(welcome())
+    latest().drop(1006)
+    jest.advanceTimersByTime(99)
+    expect(FakeSocket.instances).toHaveLength(3)
+    jest.advanceTimersByTime(1)
+    expect(FakeSocket.instances).toHaveLength(4)
+  })
+
+  test("a server restart ('now' policy) reconnects after a random delay below initialDelayMs", () => {
+    jest.spyOn(Math, 'random').mockReturnValue(0.25)
+    const client = makeClient({ reconnect: { initialDelayMs: 400 } })
+    client.listen('/a', () => {})
+    latest().open()
+    latest().drop(CloseCode.ServiceRestart)
+    jest.advanceTimersByTime(99)
+    expect(FakeSocket.instances).toHaveLength(1)
+    jest.advanceTimersByTime(1)
+    expect(FakeSocket.instances).toHaveLength(2)
+  })
+
+  test("a close for abuse ('slow' policy) waits maxDelayMs", () => {
+    jest.spyOn(Math, 'random').mockReturnValue(0)
+    const client = makeClient({ reconnect: { maxDelayMs: 5000 } })
+    client.listen('/a', () => {})
+    latest().open()
+    latest().drop(CloseCode.TooManyMessages)
+    jest.advanceTimersByTime(4999)
+    expect(FakeSocket.instances).toHaveLength(1)
+    jest.advanceTimersByTime(1)
+    expect(FakeSocket.instances).toHaveLength(2)
+  })
+
+  test("a 'never' close code gives up: status closed and onError 'closed' for every listener", () => {
+    const client = makeClient()
+    const onError = jest.fn()
+    client.listen('/a', () => {}, { onError })
+    client.listen('/b', () => {}, { onError })
+    latest().open()
+    latest().drop(CloseCode.UnsupportedProtocol)
+    expect(client.status()).toBe('closed')
+    expect(onError).toHaveBeenCalledTimes(2)
+    expect(
+      onError.mock.calls.map(([error]) => [(error as ListenjsError).code, (error as ListenjsError).path]),
+    ).toEqual([
+      ['closed', '/a'],
+      ['closed', '/b'],
+    ])
+    expect(jest.getTimerCount()).toBe(0)
+  })
+
+  test('listeners dropped by giving up are not resubscribed by a later listen', () => {
+    const client = makeClient({ reconnect: false })
+    const off = client.listen('/a', () => {})
+    latest().open()
+    latest().drop(1006)
+    client.listen('/b', () => {})
+    off()
+    latest().open()
+    expect(latest().sent).toEqual([{ type: 'subscribe', path: '/b' }])
+  })
+
+  test('reconnect: false gives up on the first unexpected close', () => {
+    const client = makeClient({ reconnect: false })
+    const onError = jest.fn()
+    client.listen('/a', () => {}, { onError })
+    latest().open()
+    latest().drop(1006)
+    expect(client.status()).toBe('closed')
+    expect(onError).toHaveBeenCalledWith(expect.objectContaining({ code: 'closed' }))
+    expect(jest.getTimerCount()).toBe(0)
+  })
+
+  test('gives up once the retries are used without a welcome', () => {
+    const client = makeClient({ reconnect: { retries: 2, initialDelayMs: 10, jitter: false } })
+    const onError = jest.fn()
+    client.listen('/a', () => {}, { onError })
+    latest().drop(1006)
+    jest.runOnlyPendingTimers()
+    latest().drop(1006)
+    jest.runOnlyPendingTimers()
+    expect(client.status()).toBe('reconnecting')
+    latest().drop(1006)
+    expect(client.status()).toBe('closed')
+    expect(FakeSocket.instances).toHaveLength(3)
+    expect(onError).toHaveBeenCalledTimes(1)
+  })
+})
+
+describe('heartbeat', () => {
+  test('closes with 4408 and reconnects after interval + timeout without any message', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    const socket = latest()
+    socket.open()
+    socket.receive(welcome(1000, 500))
+    jest.advanceTimersByTime(1499)
+    expect(socket.closedWith).toBeUndefined()
+    jest.advanceTimersByTime(1)
+    expect(socket.closedWith).toBe(4408)
+    expect(client.status()).toBe('reconnecting')
+    jest.runOnlyPendingTimers()
+    expect(FakeSocket.instances).toHaveLength(2)
+  })
+
+  test('every inbound message re-arms the silence timer', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    const socket = latest()
+    socket.open()
+    socket.receive(welcome(1000, 500))
+    jest.advanceTimersByTime(1000)
+    socket.receive({ type: 'ping' })
+    jest.advanceTimersByTime(1000)
+    socket.receive(data('/a', { json: 1 }))
+    jest.advanceTimersByTime(1499)
+    expect(socket.closedWith).toBeUndefined()
+    jest.advanceTimersByTime(1)
+    expect(socket.closedWith).toBe(4408)
+  })
+
+  test('heartbeat: false turns silence detection off', () => {
+    const client = makeClient({ heartbeat: false })
+    client.listen('/a', () => {})
+    latest().open()
+    latest().receive(welcome(1000, 500))
+    expect(jest.getTimerCount()).toBe(0)
+    jest.advanceTimersByTime(60_000)
+    expect(client.status()).toBe('open')
+  })
+})
+
+describe('close()', () => {
+  test('clears every timer: silence timer armed', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().open()
+    latest().receive(welcome())
+    expect(jest.getTimerCount()).toBe(1)
+    client.close()
+    expect(latest().closedWith).toBe(1000)
+    expect(jest.getTimerCount()).toBe(0)
+  })
+
+  test('clears every timer: reconnect pending', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().drop(1006)
+    expect(jest.getTimerCount()).toBe(1)
+    client.close()
+    expect(client.status()).toBe('closed')
+    expect(jest.getTimerCount()).toBe(0)
+  })
+
+  test('drops the listeners without calling onError; a late message from the old socket is ignored', () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    const onError = jest.fn()
+    client.listen('/a', onData, { onError })
+    const socket = latest()
+    socket.open()
+    client.close()
+    socket.receive(data('/a', { json: 1 }))
+    socket.drop(1006)
+    expect(onData).not.toHaveBeenCalled()
+    expect(onError).not.toHaveBeenCalled()
+    expect(client.status()).toBe('closed')
+  })
+})
+
+describe('options', () => {
+  test('needs a url outside a browser', () => {
+    expect(() => createClient({ WebSocket: FakeSocket })).toThrow(
+      expect.objectContaining({ code: 'invalid_option', message: 'url is required outside a browser' }),
+    )
+  })
+
+  test('needs a WebSocket class when there is no global one', () => {
+    expect(() => createClient({ url: 'ws://x/listen' })).toThrow(
+      expect.objectContaining({ code: 'invalid_option' }),
+    )
+  })
+
+  test('refuses a url that is not ws(s) or http(s)', () => {
+    expect(() => createClient({ url: 'ftp://x', WebSocket: FakeSocket })).toThrow(/url must start with/)
+  })
+
+  test.each([
+    [{ initialDelayMs: -1 }, 'reconnect.initialDelayMs'],
+    [{ maxDelayMs: Infinity }, 'reconnect.maxDelayMs'],
+    [{ factor: 0.5 }, 'reconnect.factor'],
+    [{ retries: Number.NaN }, 'reconnect.retries'],
+  ])('refuses reconnect %j with a message naming %s', (reconnect, name) => {
+    expect(() => createClient({ url: 'ws://x/listen', WebSocket: FakeSocket, reconnect })).toThrow(name)
+  })
+})
+
+describe('top-level listen()', () => {
+  const globals = globalThis as { WebSocket?: unknown }
+
+  beforeEach(() => {
+    globals.WebSocket = FakeSocket
+  })
+
+  afterEach(() => {
+    delete globals.WebSocket
+  })
+
+  test('an absolute URL picks its own endpoint and uses pathname + search as the path', () => {
+    const offA = listen('https://api.example.com:8443/appointments?week=48', () => {})
+    const offB = listen('https://api.example.com:8443/rooms', () => {})
+    expect(FakeSocket.instances).toHaveLength(1)
+    const socket = latest()
+    expect(socket.url).toBe('wss://api.example.com:8443/listen')
+    socket.open()
+    expect(socket.sent).toEqual([
+      { type: 'subscribe', path: '/appointments?week=48' },
+      { type: 'subscribe', path: '/rooms' },
+    ])
+    offA()
+    offB()
+    expect(socket.closedWith).toBe(1000)
+  })
+
+  test('http and https URLs of one host are different endpoints, each with its own default client', () => {
+    listen('http://h.example/a', () => {})
+    listen('HTTPS://h.example/a', () => {})
+    expect(FakeSocket.instances.map((socket) => socket.url)).toEqual([
+      'ws://h.example/listen',
+      'wss://h.example/listen',
+    ])
+    for (const socket of FakeSocket.instances) socket.drop(CloseCode.UnsupportedProtocol)
+  })
+
+  test('a relative path needs a page location', () => {
+    expect(() => listen('/a', () => {})).toThrow(expect.objectContaining({ code: 'invalid_option' }))
+  })
+
+  test('refuses something that is neither a path nor an http(s)/ws(s) URL', () => {
+    expect(() => listen('appointments', () => {})).toThrow(expect.objectContaining({ code: 'bad_path' }))
+  })
+
+  test('types the data as the caller says', () => {
+    const off = listen<number[]>('ws://h/a', (list: number[], meta: Meta) => {
+      expect(list.length + meta.version.length).toBeGreaterThan(0)
+    })
+    off()
+  })
+})

@@ -1,0 +1,19 @@
+import { defineConfig } from 'tsup'
+
+export default defineConfig({
+  entry: {
+    index: 'src/index.ts',
+    fastify: 'src/adapters/fastify.ts',
+    express: 'src/adapters/express.ts',
+    koa: 'src/adapters/koa.ts',
+    client: 'src/client/index.ts',
+  },
+  format: ['esm', 'cjs'],
+  dts: true,
+  clean: true,
+  sourcemap: true,
+  splitting: true,
+  target: 'es2022',
+  platform: 'node',
+  external: ['fastify', 'express', 'koa', '@koa/router'],
+})
