@@ -143,7 +143,9 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions) => Promise<Started>> = {
   async fastify(state, options) {
     // One fixture type for both transports; Fastify's types split http and https instances.
-    const app = (Fastify as unknown as (o: object) => FastifyInstance)(options.tls ? { https: tlsMaterial() } : {})
+    const app = (Fastify as unknown as (o: object) => FastifyInstance)(
+      options.tls ? { https: tlsMaterial() } : {},
+    )
     await app.register(fastifyListenjs, options.hub ?? {})
     const hub = app.listenjs
     const quiet: RouteOptions = { notify: false }
