@@ -138,6 +138,25 @@ function closeServer(server: http.Server | https.Server): Promise<void> {
   })
 }
 
+/** Serves `handler` on http or https with the hub of an Express or Koa app attached. */
+async function serve(
+  handler: http.RequestListener,
+  live: { hub: Hub; attach(server: http.Server | https.Server): unknown },
+  options: FixtureOptions,
+): Promise<Started> {
+  const server = options.tls ? https.createServer(tlsMaterial(), handler) : http.createServer(handler)
+  live.attach(server)
+  await listen(server, options.port)
+  return {
+    server,
+    hub: live.hub,
+    close: async () => {
+      await live.hub.close()
+      await closeServer(server)
+    },
+  }
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions) => Promise<Started>> = {
@@ -325,23 +344,12 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
     app.use((_err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
       json(res, 500, { error: 'internal' })
     })
-    const server = options.tls ? https.createServer(tlsMaterial(), app) : http.createServer(app)
-    live.attach(server)
-    await listen(server, options.port)
-    return {
-      server,
-      hub,
-      close: async () => {
-        await hub.close()
-        await closeServer(server)
-      },
-    }
+    return serve(app, live, options)
   },
 
   async koa(state, options) {
     const app = new Koa()
     const live = koaListenjs(options.hub ?? {})
-    const hub = live.hub
     const router = new Router()
     app.use(async (ctx, next) => {
       try {
@@ -469,18 +477,6 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
     app.use(router.routes())
     app.use(router.allowedMethods())
     app.silent = true
-    const server = options.tls
-      ? https.createServer(tlsMaterial(), app.callback())
-      : http.createServer(app.callback())
-    live.attach(server)
-    await listen(server, options.port)
-    return {
-      server,
-      hub,
-      close: async () => {
-        await hub.close()
-        await closeServer(server)
-      },
-    }
+    return serve(app.callback(), live, options)
   },
 }
