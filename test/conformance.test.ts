@@ -449,7 +449,9 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
       bad.send(frame)
       expect(await bad.next()).toMatchObject({ type: 'error', code: 'bad_message' })
       expect((await bad.closed).code).toBe(4400)
-      // The server and the other socket are unaffected.
+      // Nothing of the bad socket is left, and the server and the other socket are unaffected.
+      await until(() => app.hub.stats().connections === 1)
+      expect(app.hub.stats().subscriptions).toBe(1)
       await request(app, 'POST', '/items', { title: 'x' })
       expect(await good.next()).toMatchObject({ type: 'data' })
     })

@@ -42,4 +42,4 @@ export function isReplay(req: IncomingMessage): boolean {
   return isReplayRequest(req)
 }
 
-export type { Hub, HubOptions, RouteOptions }
+export type { HubOptions, RouteOptions }

@@ -54,4 +54,4 @@ export function isReplay(request: FastifyRequest | IncomingMessage): boolean {
   return isReplayRequest('raw' in request ? request.raw : request)
 }
 
-export type { Hub, HubOptions, RouteOptions }
+export type { HubOptions, RouteOptions }

@@ -45,4 +45,4 @@ export function isReplay(ctx: Context | IncomingMessage): boolean {
   return isReplayRequest('req' in ctx ? ctx.req : ctx)
 }
 
-export type { Hub, HubOptions, RouteOptions }
+export type { HubOptions, RouteOptions }
