@@ -2,9 +2,10 @@
 //   node examples/express/server.mjs        →  http://localhost:3001 (PORT to change)
 import { STATUS_CODES } from 'node:http'
 import path from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import express from 'express'
 import { listenjs } from 'listenjs/express'
+import { isMain, runFromCommandLine } from '../run.mjs'
 import { createStore, timeRangeError, validateAppointment } from '../calendar/store.mjs'
 
 const dirname = path.dirname(fileURLToPath(import.meta.url))
@@ -92,17 +93,4 @@ export function createServer({ store = createStore(), listenjs: liveOptions = {}
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { start, close } = createServer()
-  const server = await start(Number(process.env.PORT || 3001), process.env.HOST || 'localhost')
-  console.log(`Calendar demo (Express) on http://localhost:${server.address().port}`)
-  const shutdown = () => {
-    setTimeout(() => process.exit(1), 5000).unref()
-    close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    )
-  }
-  process.once('SIGINT', shutdown)
-  process.once('SIGTERM', shutdown)
-}
+if (isMain(import.meta.url)) await runFromCommandLine(createServer(), { name: 'Express', defaultPort: 3001 })

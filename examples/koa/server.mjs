@@ -4,11 +4,12 @@ import { createReadStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { STATUS_CODES } from 'node:http'
 import path from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { fileURLToPath } from 'node:url'
 import Koa from 'koa'
 import { Router } from '@koa/router'
 import { bodyParser } from '@koa/bodyparser'
 import { listenjs } from 'listenjs/koa'
+import { isMain, runFromCommandLine } from '../run.mjs'
 import { createStore, timeRangeError, validateAppointment } from '../calendar/store.mjs'
 
 const dirname = path.dirname(fileURLToPath(import.meta.url))
@@ -124,17 +125,4 @@ function serveStatic(prefix, root) {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const { start, close } = createServer()
-  const server = await start(Number(process.env.PORT || 3002), process.env.HOST || 'localhost')
-  console.log(`Calendar demo (Koa) on http://localhost:${server.address().port}`)
-  const shutdown = () => {
-    setTimeout(() => process.exit(1), 5000).unref()
-    close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    )
-  }
-  process.once('SIGINT', shutdown)
-  process.once('SIGTERM', shutdown)
-}
+if (isMain(import.meta.url)) await runFromCommandLine(createServer(), { name: 'Koa', defaultPort: 3002 })

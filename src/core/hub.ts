@@ -32,6 +32,7 @@ import {
   replayGet,
   versionOf,
   type Dispatch,
+  type ReplayContext,
   type ReplayResult,
 } from './replay'
 
@@ -631,7 +632,7 @@ export class Hub extends EventEmitter<HubEvents> {
     if (recipients > 0) this.safeEmit('push', { path: resource.path, version, recipients })
   }
 
-  private async replay(context: Parameters<typeof replayGet>[1], path: string): Promise<ReplayResult> {
+  private async replay(context: ReplayContext, path: string): Promise<ReplayResult> {
     const dispatch = this.dispatch
     if (!dispatch) {
       this.options.logger.error({ path }, 'listenjs: cannot replay before attach(server)')

@@ -334,29 +334,27 @@ form.addEventListener('submit', async (event) => {
   }
   const id = editingId
   const url = id === null ? API : `${API}/${encodeURIComponent(id)}`
-  setBusy(true)
-  try {
-    const response = await fetch(url, {
-      method: id === null ? 'POST' : 'PUT',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
-      body: JSON.stringify(body),
-    })
-    // Success: just close. The week view updates when listenjs pushes the new state.
-    if (response.ok) return closeEditor()
-    await showResponseError(response)
-  } catch {
-    showFormError('Could not reach the server. Check the connection and try again.')
-  } finally {
-    if (editor.open) setBusy(false)
-  }
+  await submit(url, {
+    method: id === null ? 'POST' : 'PUT',
+    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    body: JSON.stringify(body),
+  })
 })
 
 deleteButton.addEventListener('click', async () => {
   if (editingId === null) return
   clearErrors()
+  await submit(`${API}/${encodeURIComponent(editingId)}`, { method: 'DELETE' })
+})
+
+/**
+ * Sends one write to the API. On success the editor just closes: the week view updates when listenjs
+ * pushes the new state, in this tab as in every other.
+ */
+async function submit(url, init) {
   setBusy(true)
   try {
-    const response = await fetch(`${API}/${encodeURIComponent(editingId)}`, { method: 'DELETE' })
+    const response = await fetch(url, init)
     if (response.ok) return closeEditor()
     await showResponseError(response)
   } catch {
@@ -364,7 +362,7 @@ deleteButton.addEventListener('click', async () => {
   } finally {
     if (editor.open) setBusy(false)
   }
-})
+}
 
 async function showResponseError(response) {
   const body = await response.json().catch(() => null)

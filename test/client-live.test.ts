@@ -1,0 +1,81 @@
+/**
+ * The client against a bare `ws` server that plays the hub's part, to check what the client does
+ * on the wire: answering pings, and reconnecting when the server goes silent.
+ */
+import type { AddressInfo } from 'node:net'
+import WebSocket, { WebSocketServer } from 'ws'
+import { createClient, type Client } from '../src/client'
+
+async function until(predicate: () => boolean, timeoutMs = 3000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+describe('client on the wire', () => {
+  let server: WebSocketServer
+  let client: Client
+  const received: string[] = []
+  let connections = 0
+  let onConnection: (ws: WebSocket) => void = () => {}
+
+  beforeEach(async () => {
+    received.length = 0
+    connections = 0
+    server = new WebSocketServer({ port: 0, host: '127.0.0.1', handleProtocols: () => 'listenjs.v1' })
+    server.on('connection', (ws) => {
+      connections++
+      ws.on('message', (data) => received.push(String(data)))
+      onConnection(ws)
+    })
+    await new Promise((resolve) => server.once('listening', resolve))
+    const { port } = server.address() as AddressInfo
+    client = createClient({
+      url: `ws://127.0.0.1:${port}/listen`,
+      WebSocket,
+      reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
+    })
+  })
+
+  afterEach(async () => {
+    client.close()
+    for (const ws of server.clients) ws.terminate()
+    await new Promise((resolve) => server.close(resolve))
+  })
+
+  it('answers the server ping with pong', async () => {
+    onConnection = (ws) => {
+      ws.send(JSON.stringify({ type: 'welcome', heartbeat: { intervalMs: 1000, timeoutMs: 1000 } }))
+      ws.send(JSON.stringify({ type: 'ping' }))
+    }
+    client.listen('/x', () => {})
+    await until(() => received.includes('{"type":"pong"}'))
+    expect(received[0]).toBe('{"type":"subscribe","path":"/x"}')
+  })
+
+  it('reconnects and resubscribes when it hears nothing for interval + timeout', async () => {
+    // A server that announces a short heartbeat and then never speaks again.
+    onConnection = (ws) =>
+      ws.send(JSON.stringify({ type: 'welcome', heartbeat: { intervalMs: 60, timeoutMs: 60 } }))
+    client.listen('/x', () => {})
+    await until(() => connections >= 2)
+    await until(() => received.filter((m) => m.includes('"subscribe"')).length >= 2)
+  })
+
+  it('reconnects at once, not as a failure, after a 1001 or 1012 close', async () => {
+    let first = true
+    onConnection = (ws) => {
+      ws.send(JSON.stringify({ type: 'welcome', heartbeat: { intervalMs: 10_000, timeoutMs: 10_000 } }))
+      if (first) {
+        first = false
+        ws.close(1012, 'server restart')
+      }
+    }
+    const errors: unknown[] = []
+    client.listen('/x', () => {}, { onError: (e) => errors.push(e) })
+    await until(() => connections === 2)
+    expect(errors).toEqual([])
+  })
+})
