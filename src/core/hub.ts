@@ -707,6 +707,7 @@ export class Hub extends EventEmitter<HubEvents> {
     }
     await this.endpoint.close(1000)
     await this.backplane.close?.()
+    this.scope.emitDestroy()
   }
 
   private safeEmit<K extends keyof HubEvents>(event: K, ...args: HubEvents[K]): void {
