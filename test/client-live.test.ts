@@ -47,7 +47,7 @@ describe('client on the wire', () => {
 
   it('answers the server ping with pong', async () => {
     onConnection = (ws) => {
-      ws.send(JSON.stringify({ type: 'welcome', heartbeat: { intervalMs: 1000, timeoutMs: 1000 } }))
+      ws.send(JSON.stringify({ type: 'welcome', id: 'c1', heartbeat: { intervalMs: 1000, timeoutMs: 1000 } }))
       ws.send(JSON.stringify({ type: 'ping' }))
     }
     client.listen('/x', () => {})
@@ -58,7 +58,7 @@ describe('client on the wire', () => {
   it('reconnects and resubscribes when it hears nothing for interval + timeout', async () => {
     // A server that announces a short heartbeat and then never speaks again.
     onConnection = (ws) =>
-      ws.send(JSON.stringify({ type: 'welcome', heartbeat: { intervalMs: 60, timeoutMs: 60 } }))
+      ws.send(JSON.stringify({ type: 'welcome', id: 'c1', heartbeat: { intervalMs: 60, timeoutMs: 60 } }))
     client.listen('/x', () => {})
     await until(() => connections >= 2)
     await until(() => received.filter((m) => m.includes('"subscribe"')).length >= 2)
@@ -67,7 +67,9 @@ describe('client on the wire', () => {
   it('reconnects at once, not as a failure, after a 1001 or 1012 close', async () => {
     let first = true
     onConnection = (ws) => {
-      ws.send(JSON.stringify({ type: 'welcome', heartbeat: { intervalMs: 10_000, timeoutMs: 10_000 } }))
+      ws.send(
+        JSON.stringify({ type: 'welcome', id: 'c1', heartbeat: { intervalMs: 10_000, timeoutMs: 10_000 } }),
+      )
       if (first) {
         first = false
         ws.close(1012, 'server restart')
@@ -77,5 +79,39 @@ describe('client on the wire', () => {
     client.listen('/x', () => {}, { onError: (e) => errors.push(e) })
     await until(() => connections === 2)
     expect(errors).toEqual([])
+  })
+
+  it('after a restart, resubscribes with the version held; a subscribed answer calls nothing and recovers', async () => {
+    let n = 0
+    onConnection = (ws) => {
+      const id = `c${++n}`
+      ws.send(JSON.stringify({ type: 'welcome', id, heartbeat: { intervalMs: 10_000, timeoutMs: 10_000 } }))
+      ws.on('message', (raw) => {
+        const message = JSON.parse(String(raw)) as { type: string; path: string; version?: string }
+        if (message.type !== 'subscribe') return
+        if (message.version === 'v1') {
+          ws.send(JSON.stringify({ type: 'subscribed', path: message.path, version: 'v1' }))
+        } else {
+          ws.send(
+            JSON.stringify({ type: 'data', path: message.path, version: 'v1', snapshot: true, json: 1 }),
+          )
+          ws.close(1012, 'server restart')
+        }
+      })
+    }
+    const values: unknown[] = []
+    const resyncs: unknown[] = []
+    client.onResync((info) => resyncs.push(info))
+    const off = client.listen('/x', (value) => values.push(value))
+    await off.ready
+    await until(() => resyncs.length === 1)
+    expect(received.filter((m) => m.includes('"subscribe"'))).toEqual([
+      '{"type":"subscribe","path":"/x"}',
+      '{"type":"subscribe","path":"/x","version":"v1"}',
+    ])
+    expect(values).toEqual([1])
+    expect(resyncs).toEqual([{ recovered: true, changed: [] }])
+    expect(client.recovered()).toBe(true)
+    expect(client.headers()).toEqual({ 'X-Listenjs-Client': 'c2' })
   })
 })

@@ -74,8 +74,9 @@ const flush = async (): Promise<void> => {
   for (let i = 0; i < 5; i++) await Promise.resolve()
 }
 
-const welcome = (intervalMs = 1000, timeoutMs = 500): Frame => ({
+const welcome = (intervalMs = 1000, timeoutMs = 500, id = 'c1'): Frame => ({
   type: 'welcome',
+  id,
   heartbeat: { intervalMs, timeoutMs },
 })
 const data = (path: string, body: Frame): Frame => ({ type: 'data', path, version: 'v1', ...body })
@@ -181,7 +182,13 @@ describe('subscriptions', () => {
     client.listen('/a', onData)
     expect(onData).not.toHaveBeenCalled()
     await flush()
-    expect(onData).toHaveBeenCalledWith([1], { path: '/a', version: 'v1', snapshot: true })
+    expect(onData).toHaveBeenCalledWith([1], {
+      path: '/a',
+      version: 'v1',
+      snapshot: true,
+      kind: 'snapshot',
+      own: false,
+    })
   })
 
   test('a listener removed before its microtask is not called with the stored value', async () => {
@@ -335,9 +342,9 @@ describe('server messages', () => {
     latest().receive({ type: 'data', path: '/a', version: 'v2', json: null })
     latest().receive({ type: 'data', path: '/a', version: 'v3', text: 'hello' })
     expect(onData.mock.calls).toEqual([
-      [{ n: 1 }, { path: '/a', version: 'v1', snapshot: true }],
-      [null, { path: '/a', version: 'v2', snapshot: false }],
-      ['hello', { path: '/a', version: 'v3', snapshot: false }],
+      [{ n: 1 }, { path: '/a', version: 'v1', snapshot: true, kind: 'snapshot', own: false }],
+      [null, { path: '/a', version: 'v2', snapshot: false, kind: 'change', own: false }],
+      ['hello', { path: '/a', version: 'v3', snapshot: false, kind: 'change', own: false }],
     ])
   })
 
@@ -751,4 +758,419 @@ describe('top-level listen()', () => {
     })
     off()
   })
+})
+
+// Drops the current socket, lets the reconnect timer fire and opens the next socket with a new id.
+function reconnect(id = 'c2', code = 1006): FakeSocket {
+  latest().drop(code)
+  jest.runOnlyPendingTimers()
+  const socket = latest()
+  socket.open()
+  socket.receive(welcome(1000, 500, id))
+  return socket
+}
+
+const subscribed = (path: string, version = 'v1'): Frame => ({ type: 'subscribed', path, version })
+const refusal = (path: string): Frame => ({
+  type: 'error',
+  code: 'unauthorized',
+  message: 'not authorized',
+  path,
+  status: 403,
+})
+
+// Resolves to the promise's outcome without awaiting a promise that may never settle.
+async function outcome(promise: Promise<void>): Promise<unknown> {
+  let result: unknown = 'pending'
+  promise.then(
+    () => (result = 'resolved'),
+    (error: unknown) => (result = error),
+  )
+  await flush()
+  return result
+}
+
+describe('versions', () => {
+  test('after a reconnect each path is resubscribed with the version it holds; a path without one, without', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    client.listen('/b', () => {})
+    latest().open()
+    latest().receive(welcome())
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    latest().receive({ type: 'data', path: '/a', version: 'v2', json: 2 })
+    expect(latest().sent).toEqual([
+      { type: 'subscribe', path: '/a' },
+      { type: 'subscribe', path: '/b' },
+    ])
+    const socket = reconnect()
+    expect(socket.sent).toEqual([
+      { type: 'subscribe', path: '/a', version: 'v2' },
+      { type: 'subscribe', path: '/b' },
+    ])
+  })
+
+  test("'subscribed' keeps the state: onData is not called again and the next resubscription keeps the version", () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    latest().open()
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    reconnect().receive(subscribed('/a'))
+    expect(onData).toHaveBeenCalledTimes(1)
+    expect(reconnect('c3').sent).toEqual([{ type: 'subscribe', path: '/a', version: 'v1' }])
+  })
+
+  test('kind is snapshot on the first delivery, change for a push, resync for a new state after a reconnect', () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    latest().open()
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    latest().receive({ type: 'data', path: '/a', version: 'v2', json: 2 })
+    reconnect().receive({ type: 'data', path: '/a', version: 'v3', json: 3, snapshot: true })
+    latest().receive({ type: 'data', path: '/a', version: 'v4', json: 4 })
+    expect(onData.mock.calls.map(([, meta]) => [(meta as Meta).kind, (meta as Meta).snapshot])).toEqual([
+      ['snapshot', true],
+      ['change', false],
+      ['resync', true],
+      ['change', false],
+    ])
+  })
+
+  test('a first snapshot that only arrives after a reconnect (no version held) is a snapshot, not a resync', () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    latest().open()
+    const socket = reconnect()
+    expect(socket.sent).toEqual([{ type: 'subscribe', path: '/a' }])
+    socket.receive(data('/a', { json: 1, snapshot: true }))
+    expect(onData).toHaveBeenCalledWith(1, expect.objectContaining({ kind: 'snapshot' }))
+  })
+
+  test('a snapshot repeating the version held after a reconnect counts as subscribed: no callback', () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    const onResync = jest.fn()
+    client.onResync(onResync)
+    client.listen('/a', onData)
+    latest().open()
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    reconnect().receive(data('/a', { json: 1, snapshot: true }))
+    expect(onData).toHaveBeenCalledTimes(1)
+    expect(onResync).toHaveBeenCalledWith({ recovered: true, changed: [] })
+  })
+
+  test('after gone, the next resubscription carries no version, so a returning state is delivered', () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    latest().open()
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    latest().receive({ type: 'gone', path: '/a', status: 404 })
+    const socket = reconnect()
+    expect(socket.sent).toEqual([{ type: 'subscribe', path: '/a' }])
+    socket.receive(data('/a', { json: 1, snapshot: true }))
+    expect(onData).toHaveBeenCalledTimes(2)
+  })
+
+  test('a later listener gets the known state as its snapshot, even when that state came from a change', async () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().open()
+    latest().receive(welcome())
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    latest().receive({ type: 'data', path: '/a', version: 'v2', json: 2, origin: 'c1' })
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    await flush()
+    expect(onData).toHaveBeenCalledWith(2, {
+      path: '/a',
+      version: 'v2',
+      snapshot: true,
+      kind: 'snapshot',
+      own: false,
+    })
+  })
+
+  test('a later listener whose path changes before its microtask gets the newer value once', async () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().open()
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    latest().receive({ type: 'data', path: '/a', version: 'v2', json: 2 })
+    await flush()
+    expect(onData.mock.calls.map(([value]) => value as number)).toEqual([2])
+  })
+})
+
+describe('echo', () => {
+  test('own is true only when the origin equals the id of the current connection', () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    latest().open()
+    latest().receive(welcome(1000, 500, 'c1'))
+    latest().receive(data('/a', { json: 0, snapshot: true }))
+    latest().receive({ type: 'data', path: '/a', version: 'v2', json: 1, origin: 'c1' })
+    latest().receive({ type: 'data', path: '/a', version: 'v3', json: 2, origin: 'someone-else' })
+    expect(onData.mock.calls.map(([, meta]) => (meta as Meta).own)).toEqual([false, true, false])
+  })
+
+  test('own is false for the old id after a reconnect gave the connection a new one', () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    latest().open()
+    latest().receive(welcome(1000, 500, 'c1'))
+    latest().receive(data('/a', { json: 0, snapshot: true }))
+    const socket = reconnect('c2')
+    socket.receive(subscribed('/a'))
+    socket.receive({ type: 'data', path: '/a', version: 'v2', json: 1, origin: 'c1' })
+    socket.receive({ type: 'data', path: '/a', version: 'v3', json: 2, origin: 'c2' })
+    expect(onData.mock.calls.map(([, meta]) => (meta as Meta).own)).toEqual([false, false, true])
+  })
+
+  test("headers() is { 'X-Listenjs-Client': id } while connected and {} before the welcome and after a close", () => {
+    const client = makeClient()
+    expect(client.headers()).toEqual({})
+    client.listen('/a', () => {})
+    latest().open()
+    expect(client.headers()).toEqual({})
+    latest().receive(welcome(1000, 500, 'c1'))
+    expect(client.headers()).toEqual({ 'X-Listenjs-Client': 'c1' })
+    latest().drop(1006)
+    expect(client.headers()).toEqual({})
+    jest.runOnlyPendingTimers()
+    latest().open()
+    latest().receive(welcome(1000, 500, 'c2'))
+    expect(client.headers()).toEqual({ 'X-Listenjs-Client': 'c2' })
+    client.close()
+    expect(client.headers()).toEqual({})
+  })
+})
+
+describe('ready', () => {
+  test('resolves once the first value was delivered to the listener', async () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    const off = client.listen('/a', onData)
+    latest().open()
+    expect(await outcome(off.ready)).toBe('pending')
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    expect(await outcome(off.ready)).toBe('resolved')
+    expect(onData).toHaveBeenCalledTimes(1)
+  })
+
+  test('of a later listener on a known path resolves right after it got the known value', async () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().open()
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    const onData = jest.fn()
+    const off = client.listen('/a', onData)
+    await off.ready
+    expect(onData).toHaveBeenCalledTimes(1)
+  })
+
+  test("resolves on 'subscribed' without calling onData", async () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    const off = client.listen('/a', onData)
+    latest().open()
+    latest().receive(subscribed('/a'))
+    expect(await outcome(off.ready)).toBe('resolved')
+    expect(onData).not.toHaveBeenCalled()
+  })
+
+  test('rejects with the ListenjsError that refused the path', async () => {
+    const client = makeClient()
+    const off = client.listen('/secret', () => {})
+    latest().open()
+    latest().receive(refusal('/secret'))
+    await expect(off.ready).rejects.toMatchObject({
+      name: 'ListenjsError',
+      code: 'unauthorized',
+      status: 403,
+    })
+  })
+
+  test('a refusal after the first value leaves a resolved ready as it is', async () => {
+    const client = makeClient()
+    const off = client.listen('/a', () => {})
+    latest().open()
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    latest().receive(refusal('/a'))
+    expect(await outcome(off.ready)).toBe('resolved')
+  })
+
+  test("rejects with 'closed' on close(), when the client gives up, and when unlistened first", async () => {
+    const client = makeClient()
+    const closed = client.listen('/a', () => {})
+    client.close()
+    await expect(closed.ready).rejects.toMatchObject({ code: 'closed' })
+
+    const giveUp = makeClient({ reconnect: false })
+    const gaveUp = giveUp.listen('/a', () => {})
+    latest().drop(1006)
+    await expect(gaveUp.ready).rejects.toMatchObject({ code: 'closed', path: '/a' })
+
+    const other = makeClient()
+    const off = other.listen('/a', () => {})
+    off()
+    await expect(off.ready).rejects.toMatchObject({ code: 'closed', path: '/a' })
+  })
+
+  test('a rejected ready that nobody observes is not an unhandled rejection', async () => {
+    // Jest fails a test in which a promise rejection goes unhandled; this test waits a macrotask
+    // with real timers so that Node's detection runs before the test ends.
+    const client = makeClient()
+    client.listen('/secret', () => {})
+    client.listen('/a', () => {})()
+    latest().open()
+    latest().receive(refusal('/secret'))
+    client.listen('/b', () => {})
+    client.close()
+    jest.useRealTimers()
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  })
+})
+
+describe('recovery after a reconnect', () => {
+  function listening(paths: string[]): { client: Client; onData: jest.Mock; onResync: jest.Mock } {
+    const client = makeClient()
+    const onData = jest.fn()
+    const onResync = jest.fn()
+    client.onResync(onResync)
+    for (const path of paths) client.listen(path, onData)
+    latest().open()
+    latest().receive(welcome())
+    for (const path of paths) latest().receive(data(path, { json: path, snapshot: true }))
+    onData.mockClear()
+    return { client, onData, onResync }
+  }
+
+  test('recovered() is false before any reconnect', () => {
+    const { client } = listening(['/a'])
+    expect(client.recovered()).toBe(false)
+  })
+
+  test('every path subscribed: recovered() true and onResync called once with changed []', () => {
+    const { client, onData, onResync } = listening(['/a', '/b'])
+    const socket = reconnect()
+    socket.receive(subscribed('/a'))
+    expect(client.recovered()).toBe(false)
+    expect(onResync).not.toHaveBeenCalled()
+    socket.receive(subscribed('/b'))
+    expect(client.recovered()).toBe(true)
+    expect(onResync).toHaveBeenCalledTimes(1)
+    expect(onResync).toHaveBeenCalledWith({ recovered: true, changed: [] })
+    expect(onData).not.toHaveBeenCalled()
+  })
+
+  test('one path delivered again: recovered() false and onResync gets that path as changed', () => {
+    const { client, onData, onResync } = listening(['/a', '/b'])
+    const socket = reconnect()
+    socket.receive(subscribed('/a'))
+    socket.receive({ type: 'data', path: '/b', version: 'v9', json: 'new', snapshot: true })
+    expect(client.recovered()).toBe(false)
+    expect(onResync).toHaveBeenCalledWith({ recovered: false, changed: ['/b'] })
+    expect(onData).toHaveBeenCalledWith('new', expect.objectContaining({ path: '/b', kind: 'resync' }))
+  })
+
+  test('a refused resubscription makes the reconnect not recovered, without counting as changed', () => {
+    const { client, onResync } = listening(['/a', '/b'])
+    const socket = reconnect()
+    socket.receive(subscribed('/a'))
+    socket.receive({ type: 'error', code: 'failed', message: 'failed', path: '/b', status: 500 })
+    expect(client.recovered()).toBe(false)
+    expect(onResync).toHaveBeenCalledWith({ recovered: false, changed: [] })
+  })
+
+  test('a path unlistened before it answered does not hold the report back', () => {
+    const client = makeClient()
+    const onResync = jest.fn()
+    client.onResync(onResync)
+    client.listen('/a', () => {})
+    const offB = client.listen('/b', () => {})
+    latest().open()
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    latest().receive(data('/b', { json: 1, snapshot: true }))
+    reconnect().receive(subscribed('/a'))
+    expect(onResync).not.toHaveBeenCalled()
+    offB()
+    expect(onResync).toHaveBeenCalledWith({ recovered: true, changed: [] })
+  })
+
+  test('each reconnect gets its own report; the function onResync returns stops the listener', () => {
+    const { client, onResync } = listening(['/a'])
+    reconnect().receive({ type: 'data', path: '/a', version: 'v2', json: 2, snapshot: true })
+    expect(client.recovered()).toBe(false)
+    reconnect('c3').receive(subscribed('/a', 'v2'))
+    expect(client.recovered()).toBe(true)
+    expect(onResync.mock.calls).toEqual([
+      [{ recovered: false, changed: ['/a'] }],
+      [{ recovered: true, changed: [] }],
+    ])
+    const other = jest.fn()
+    const off = client.onResync(other)
+    off()
+    reconnect('c4').receive(subscribed('/a', 'v2'))
+    expect(other).not.toHaveBeenCalled()
+  })
+
+  test('a reconnect with no path to resubscribe calls nothing', () => {
+    const client = makeClient()
+    const onResync = jest.fn()
+    client.onResync(onResync)
+    client.listen('/secret', () => {})
+    latest().open()
+    latest().receive(refusal('/secret'))
+    const socket = reconnect()
+    expect(socket.sent).toEqual([])
+    expect(onResync).not.toHaveBeenCalled()
+  })
+
+  test('the first socket after the client went idle is not a reconnect', () => {
+    const client = makeClient()
+    const onResync = jest.fn()
+    client.onResync(onResync)
+    client.listen('/a', () => {})()
+    client.listen('/b', () => {})
+    latest().open()
+    latest().receive(data('/b', { json: 1, snapshot: true }))
+    expect(onResync).not.toHaveBeenCalled()
+    expect(client.recovered()).toBe(false)
+  })
+})
+
+describe('graceful restart', () => {
+  test.each([CloseCode.GoingAway, CloseCode.ServiceRestart])(
+    'close code %i reconnects after a random delay below initialDelayMs and calls no onError',
+    (code) => {
+      jest.spyOn(Math, 'random').mockReturnValue(0.5)
+      const client = makeClient({ reconnect: { initialDelayMs: 200 } })
+      const onError = jest.fn()
+      const onData = jest.fn()
+      client.listen('/a', onData, { onError })
+      latest().open()
+      latest().receive(welcome())
+      latest().receive(data('/a', { json: 1, snapshot: true }))
+      latest().drop(code)
+      expect(client.status()).toBe('reconnecting')
+      jest.advanceTimersByTime(99)
+      expect(FakeSocket.instances).toHaveLength(1)
+      jest.advanceTimersByTime(1)
+      expect(FakeSocket.instances).toHaveLength(2)
+      latest().open()
+      expect(latest().sent).toEqual([{ type: 'subscribe', path: '/a', version: 'v1' }])
+      latest().receive(subscribed('/a'))
+      expect(client.recovered()).toBe(true)
+      expect(onError).not.toHaveBeenCalled()
+      expect(onData).toHaveBeenCalledTimes(1)
+    },
+  )
 })

@@ -521,7 +521,11 @@ describe.each(FRAMEWORKS)('%s adapter, with options', (framework) => {
       const welcome = await new Promise<Frame>((resolve) =>
         raw.once('message', (d) => resolve(JSON.parse(String(d)))),
       )
-      expect(welcome).toEqual({ type: 'welcome', heartbeat: { intervalMs: 80, timeoutMs: 80 } })
+      expect(welcome).toEqual({
+        type: 'welcome',
+        id: expect.any(String),
+        heartbeat: { intervalMs: 80, timeoutMs: 80 },
+      })
       raw.close()
       const silent = await TestClient.connect(app.wsUrl)
       const alive = await TestClient.connect(app.wsUrl)

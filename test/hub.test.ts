@@ -2,68 +2,11 @@
  * The hub on a plain `http` server (no framework): options, paths, replay bounds, retries, the
  * replay queue, coalescing windows, identity groups and rechecks.
  */
-import http from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { createHub, PUBLIC, type Hub, type HubOptions } from '../src'
+import { createHub, PUBLIC, type HubOptions } from '../src'
 import { checkPath, withAncestors } from '../src/core/paths'
-import { TestClient } from './helpers/tclient'
+import { closeAll, connect, json, plain, sleep, until } from './helpers/plain'
 
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>
-
-interface Plain {
-  hub: Hub
-  wsUrl: string
-  close(): Promise<void>
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-async function until(predicate: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await sleep(10)
-  }
-}
-
-function json(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' })
-  res.end(JSON.stringify(body))
-}
-
-const open: Array<Plain | TestClient> = []
-
-async function plain(handler: Handler, options: HubOptions = {}): Promise<Plain> {
-  const hub = createHub(options)
-  const server = http.createServer((req, res) => {
-    hub.track(req, res, req.url ?? '/', () => undefined)
-    void handler(req, res)
-  })
-  hub.attach(server)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as AddressInfo).port
-  const result: Plain = {
-    hub,
-    wsUrl: `ws://127.0.0.1:${port}/listen`,
-    close: async () => {
-      await hub.close()
-      server.closeAllConnections()
-      await new Promise((resolve) => server.close(resolve))
-    },
-  }
-  open.push(result)
-  return result
-}
-
-async function connect(url: string, headers?: Record<string, string>): Promise<TestClient> {
-  const client = await TestClient.connect(url, { headers })
-  open.push(client)
-  return client
-}
-
-afterEach(async () => {
-  for (const item of open.splice(0).reverse()) await item.close()
-})
+afterEach(closeAll)
 
 describe('options', () => {
   it.each<[string, HubOptions, string]>([

@@ -4,7 +4,13 @@
  */
 import { ListenjsError } from '../core/errors'
 import { SUBPROTOCOL, parseServerMessage, retryPolicy } from '../core/protocol'
-import type { ClientMessage, DataMessage, ErrorMessage, GoneMessage } from '../core/protocol'
+import type {
+  ClientMessage,
+  DataMessage,
+  ErrorMessage,
+  GoneMessage,
+  SubscribedMessage,
+} from '../core/protocol'
 
 /**
  * Where a client's connection is: `closed` until something is listened, `connecting` for the first
@@ -109,10 +115,13 @@ export interface ConnectionConfig {
 
 /** What a connection tells the subscriptions. */
 export interface ConnectionEvents {
-  /** A socket is open and authenticated: send every subscription now. */
-  ready(): void
-  /** A `data`, `gone` or `error` message arrived. */
-  message(message: DataMessage | GoneMessage | ErrorMessage): void
+  /**
+   * A socket is open and authenticated: send every subscription now. `reconnect` is true when an
+   * earlier socket of this connection was ready before (the subscriptions held values on it).
+   */
+  ready(reconnect: boolean): void
+  /** A `data`, `subscribed`, `gone` or `error` message arrived. */
+  message(message: DataMessage | SubscribedMessage | GoneMessage | ErrorMessage): void
   /** The client gave up after a close with `code` (reconnect off, retries exhausted, or `never`). */
   giveUp(code: number): void
 }
@@ -127,6 +136,8 @@ export interface Connection {
   close(): void
   /** The current status. */
   status(): Status
+  /** The id from the current socket's `welcome`; undefined while there is none. */
+  id(): string | undefined
   /** Calls `listener` on each status change until the returned function is called. */
   onStatus(listener: (status: Status) => void): () => void
 }
@@ -153,6 +164,9 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
   let current: Status = 'closed'
   let socket: WebSocketLike | undefined
   let ready = false
+  // True once a socket of this connection was ready: the next ready socket is a reconnect.
+  let again = false
+  let id: string | undefined
   let attempt = 0
   let silenceMs = 0
   let silenceTimer: ReturnType<typeof setTimeout> | undefined
@@ -174,6 +188,7 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
     clearTimeout(silenceTimer)
     clearTimeout(retryTimer)
     ready = false
+    id = undefined
     if (!socket) return
     socket.onopen = socket.onmessage = socket.onclose = socket.onerror = noop
     if (code) socket.close(code)
@@ -200,6 +215,7 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
       const message = parsed.message
       if (message.type === 'welcome') {
         attempt = 0
+        id = message.id
         silenceMs = message.heartbeat.intervalMs + message.heartbeat.timeoutMs
         armSilence()
       } else if (message.type === 'ping') write(ws, { type: 'pong' })
@@ -221,7 +237,8 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
       // A status listener or the token getter may have closed this socket meanwhile.
       if (socket !== ws) return
       ready = true
-      events.ready()
+      events.ready(again)
+      again = true
     }
   }
 
@@ -253,6 +270,7 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
   return {
     open() {
       if (current !== 'closed') return
+      again = false
       setStatus('connecting')
       connect()
     },
@@ -265,6 +283,7 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
       setStatus('closed')
     },
     status: () => current,
+    id: () => id,
     onStatus(listener) {
       const entry = (status: Status): void => listener(status)
       statusListeners.add(entry)

@@ -7,7 +7,7 @@ import { ListenjsError } from '../core/errors'
 import { createConnection, resolveReconnect } from './connection'
 import type { ReconnectOptions, Status, WebSocketConstructor } from './connection'
 import { createSubscriptions } from './subscriptions'
-import type { ListenOptions, Meta, Unlisten } from './subscriptions'
+import type { ListenOptions, Meta, ResyncInfo, Unlisten } from './subscriptions'
 
 export { ListenjsError } from '../core/errors'
 export type { ListenjsErrorCode } from '../core/errors'
@@ -15,7 +15,7 @@ export { CloseCode, SUBPROTOCOL } from '../core/protocol'
 export type { ErrorCode } from '../core/protocol'
 export { reconnectDefaults } from './connection'
 export type { ReconnectOptions, Status, WebSocketConstructor, WebSocketLike } from './connection'
-export type { ListenOptions, Meta, Unlisten } from './subscriptions'
+export type { ListenOptions, Meta, ResyncInfo, Unlisten } from './subscriptions'
 
 /** Options of {@link createClient}. */
 export interface ClientOptions {
@@ -29,7 +29,13 @@ export interface ClientOptions {
    * @default globalThis.WebSocket
    */
   WebSocket?: WebSocketConstructor
-  /** How to reconnect after an unexpected close, or `false` to give up at once. @default {@link reconnectDefaults} */
+  /**
+   * How to reconnect after an unexpected close, or `false` to give up at once. After a server shutdown
+   * or restart (close code 1001 or 1012) the client reconnects after a random delay below
+   * `initialDelayMs`, without reporting an error. On each reconnect every path is resubscribed with the
+   * version held, and only what changed meanwhile is delivered again (see {@link Client.recovered}).
+   * @default {@link reconnectDefaults}
+   */
   reconnect?: false | ReconnectOptions
   /**
    * `false` turns off silence detection. By default the client reconnects when it hears nothing for the
@@ -52,14 +58,39 @@ export interface Client {
    * Calls `onData` with the current state of `GET path` now and after each change. Listeners of one
    * path share one subscription; a listener added to a path whose state is known gets it in a microtask.
    * Opens the socket on first use. The returned function stops this listener; when no path is left, the
-   * socket is closed (a later `listen` opens it again).
+   * socket is closed (a later `listen` opens it again). Its `ready` promise settles once this listener
+   * has its first value, or is refused (see {@link Unlisten.ready}).
    */
   listen<T = unknown>(path: string, onData: (data: T, meta: Meta) => void, options?: ListenOptions): Unlisten
   /** The connection's status; `closed` until the first `listen`. */
   status(): Status
   /** Calls `listener` on each status change; returns the function that stops it. */
   onStatus(listener: (status: Status) => void): () => void
-  /** Drops every listener (without calling them), closes the socket and clears every timer. */
+  /**
+   * Whether the last reconnect recovered without a gap: false before any reconnect and until every
+   * resubscribed path answered; then true when the server confirmed each version held (nothing changed
+   * while away, nothing delivered again), false when some path was delivered again or refused.
+   */
+  recovered(): boolean
+  /**
+   * Calls `listener` once per reconnect, after every resubscribed path answered, with
+   * {@link Client.recovered}'s value and the paths whose state changed while away (each delivered to its
+   * listeners with `kind: 'resync'`). For apps that keep state derived from several paths. A reconnect
+   * with no path listened calls nothing. Returns the function that stops the listener.
+   */
+  onResync(listener: (info: ResyncInfo) => void): () => void
+  /**
+   * `{ 'X-Listenjs-Client': id }` with the id the server gave the current connection, `{}` while not
+   * connected. Spread it into the headers of your own writes (`fetch(url, { method: 'POST', headers:
+   * { ...client.headers(), ... } })`): the pushes they cause come with `meta.own === true`, so an
+   * optimistic UI can skip re-rendering what it already shows. A push is never withheld: `own` only
+   * marks it. The id changes on each reconnect, so call it for each request.
+   */
+  headers(): Record<string, string>
+  /**
+   * Drops every listener (without calling them), rejects their pending `ready` with `closed`, closes the
+   * socket and clears every timer.
+   */
   close(): void
 }
 
@@ -90,6 +121,7 @@ export function createClient(options: ClientOptions = {}): Client {
   const subscriptions = createSubscriptions({
     send: (message) => connection.send(message),
     idle: () => connection.close(),
+    id: () => connection.id(),
   })
   const connection = createConnection(
     { url, WebSocket, reconnect, heartbeat: options.heartbeat !== false, auth: options.auth },
@@ -104,6 +136,12 @@ export function createClient(options: ClientOptions = {}): Client {
     },
     status: connection.status,
     onStatus: connection.onStatus,
+    recovered: subscriptions.recovered,
+    onResync: subscriptions.onResync,
+    headers(): Record<string, string> {
+      const id = connection.id()
+      return id ? { 'X-Listenjs-Client': id } : {}
+    },
     close() {
       subscriptions.clear()
       connection.close()

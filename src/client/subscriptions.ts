@@ -1,20 +1,45 @@
 /**
- * What a client listens to: the listeners of each path, the last value received, and whether the
- * server refused the path. The socket itself lives in `connection.ts`.
+ * What a client listens to: the listeners of each path, the last value received, whether the server
+ * refused the path, and how the last reconnect recovered. The socket itself lives in `connection.ts`.
  */
 import { ListenjsError } from '../core/errors'
 import { PERMANENT_ERRORS } from '../core/protocol'
-import type { ClientMessage, DataMessage, ErrorCode, ErrorMessage, GoneMessage } from '../core/protocol'
+import type {
+  ClientMessage,
+  DataMessage,
+  ErrorCode,
+  ErrorMessage,
+  GoneMessage,
+  SubscribedMessage,
+} from '../core/protocol'
 import { callSafely } from './connection'
 
 /** What comes with each delivered value. */
 export interface Meta {
   /** The path as given to `listen`. */
   readonly path: string
-  /** The server's version of this state (a strong hash or the route's ETag). */
+  /** The server's version of this state (a strong hash of the body, or the route's strong ETag). */
   readonly version: string
-  /** True on the first delivery of a subscription (also after a reconnect), false for changes. */
+  /**
+   * True on the first delivery to a listener and on a resync after a reconnect (`kind` is `snapshot`
+   * or `resync`), false for live changes.
+   */
   readonly snapshot: boolean
+  /**
+   * Why this value is delivered:
+   * - `snapshot`: the first value this `listen` call gets (the subscription's snapshot, or the state
+   *   already known when another listener of the path subscribed earlier);
+   * - `change`: a live push after a change of the resource;
+   * - `resync`: after a reconnect, the state changed while the client was away (the version it held is
+   *   no longer current). When nothing changed, nothing is delivered again.
+   */
+  readonly kind: 'snapshot' | 'change' | 'resync'
+  /**
+   * True when this push was caused by this client's own HTTP write, made with the
+   * {@link Client.headers} of the current connection (the frame's `origin` equals the connection id).
+   * An optimistic UI can skip re-rendering; the value is delivered either way.
+   */
+  readonly own: boolean
 }
 
 /** Callbacks of one `listen` call besides the data callback. */
@@ -32,11 +57,29 @@ export interface ListenOptions {
 /** Stops one `listen` call. Calling it again does nothing. */
 export interface Unlisten {
   (): void
+  /**
+   * Settles once for this `listen` call: resolves right after its first value was delivered to it
+   * (for a path whose state is already known, right after it gets that state); rejects with the
+   * {@link ListenjsError} refusing the path, or with code `closed` when the client gives up, is
+   * closed, or this listener is stopped first. Awaiting it is optional: a rejection nobody observes
+   * is not reported as unhandled.
+   */
+  readonly ready: Promise<void>
+}
+
+/** What {@link Subscriptions.onResync} listeners receive once per reconnect. */
+export interface ResyncInfo {
+  /** True when every resubscribed path was confirmed unchanged (nothing was delivered again). */
+  recovered: boolean
+  /** The paths whose state changed while away, delivered with `kind: 'resync'`. */
+  changed: string[]
 }
 
 interface Listener {
   readonly onData: (data: unknown, meta: Meta) => void
   readonly options: ListenOptions | undefined
+  // Settles `ready`: resolves without an error, rejects with one; later calls do nothing.
+  readonly settle: (error?: ListenjsError) => void
 }
 
 interface Entry {
@@ -52,58 +95,117 @@ export interface SubscriptionLink {
   send(message: ClientMessage): void
   /** Called when the last path is unlistened. */
   idle(): void
+  /** The id the server gave the current connection, if it gave one. */
+  id(): string | undefined
 }
 
 /** The listeners of one client, keyed by path. */
 export interface Subscriptions {
   /** Adds a listener; the first one of a path (or the first after a refusal) subscribes. */
   add(path: string, onData: (data: unknown, meta: Meta) => void, options?: ListenOptions): Unlisten
-  /** Subscribes every path again on a fresh socket, except those refused for a permanent reason. */
-  resubscribe(): void
-  /** Hands a `data`, `gone` or `error` message to the listeners of its path. */
-  receive(message: DataMessage | GoneMessage | ErrorMessage): void
-  /** Drops every listener; with a close `code`, first tells each one `closed` through `onError`. */
+  /**
+   * Subscribes every path again on a fresh socket, with the version held, except those refused for a
+   * permanent reason. With `reconnect`, starts a recovery round that ends when every path answered.
+   */
+  resubscribe(reconnect?: boolean): void
+  /** Hands a `data`, `subscribed`, `gone` or `error` message to the listeners of its path. */
+  receive(message: DataMessage | SubscribedMessage | GoneMessage | ErrorMessage): void
+  /**
+   * Drops every listener and rejects their pending `ready` with `closed`; with a close `code`, first
+   * tells each one `closed` through `onError`.
+   */
   clear(code?: number): void
+  /** Whether the last reconnect's round ended with every path confirmed unchanged. */
+  recovered(): boolean
+  /** Calls `listener` at the end of each reconnect's round; returns the function that stops it. */
+  onResync(listener: (info: ResyncInfo) => void): () => void
 }
+
+const noop = (): void => {}
 
 /** Creates an empty set of subscriptions that talks to the server through `link`. */
 export function createSubscriptions(link: SubscriptionLink): Subscriptions {
   const entries = new Map<string, Entry>()
-  const subscribe = (path: string): void => link.send({ type: 'subscribe', path })
+  const resyncListeners = new Set<(info: ResyncInfo) => void>()
+  // The entries that have not answered since the last reconnect resubscribed them.
+  let round: Set<Entry> | undefined
+  let changed: string[] = []
+  let gap = false
+  let recovered = false
+
+  // `version` is left out of the frame (JSON drops `undefined`) while no value is held.
+  const subscribe = (path: string, entry: Entry): void =>
+    link.send({ type: 'subscribe', path, version: entry.value?.meta.version })
+
+  // `entry` answered its resubscription (`gap`: with anything but "unchanged"); the last answer ends
+  // the round.
+  function answered(entry: Entry, isGap: boolean, path?: string): void {
+    if (!round?.delete(entry)) return
+    gap ||= isGap
+    if (path) changed.push(path)
+    if (round.size) return
+    round = undefined
+    recovered = !gap
+    const info = { recovered, changed }
+    for (const listener of [...resyncListeners]) callSafely(listener, info)
+  }
 
   return {
     add(path, onData, options) {
-      const listener: Listener = { onData, options }
+      let settle: Listener['settle'] = noop
+      const ready = new Promise<void>((resolve, reject) => {
+        settle = (error) => (error ? reject(error) : resolve())
+      })
+      ready.catch(noop)
+      const listener: Listener = { onData, options, settle }
       let entry = entries.get(path)
       if (!entry) {
         entries.set(path, (entry = { listeners: new Set() }))
-        subscribe(path)
+        subscribe(path, entry)
       } else if (entry.refusal) {
         entry.refusal = undefined
-        subscribe(path)
+        subscribe(path, entry)
       } else if (entry.value) {
         const known = entry
+        const value = entry.value
         // A native promise, not queueMicrotask: the value arrives after `listen` returns, like any other.
+        // Skipped when a newer value (delivered to this listener too), an error or an unlisten came first.
         void Promise.resolve().then(() => {
-          if (known.value && known.listeners.has(listener))
-            callSafely(onData, known.value.data, known.value.meta)
+          if (known.value !== value || !known.listeners.has(listener)) return
+          callSafely(onData, value.data, { ...value.meta, snapshot: true, kind: 'snapshot', own: false })
+          settle()
         })
       }
       entry.listeners.add(listener)
       const own = entry
-      return () => {
-        if (!own.listeners.delete(listener) || own.listeners.size) return
-        entries.delete(path)
-        if (!own.refusal) link.send({ type: 'unsubscribe', path })
-        if (!entries.size) link.idle()
-      }
+      return Object.assign(
+        () => {
+          if (!own.listeners.delete(listener)) return
+          settle(new ListenjsError('closed', 'unlistened', { path }))
+          if (own.listeners.size) return
+          entries.delete(path)
+          answered(own, false)
+          if (!own.refusal) link.send({ type: 'unsubscribe', path })
+          if (!entries.size) link.idle()
+        },
+        { ready },
+      )
     },
 
-    resubscribe() {
+    resubscribe(reconnect) {
+      round = reconnect ? new Set() : undefined
+      changed = []
+      gap = recovered = false
       for (const [path, entry] of entries) {
         if (entry.refusal && PERMANENT_ERRORS.includes(entry.refusal)) continue
         entry.refusal = undefined
-        subscribe(path)
+        round?.add(entry)
+        subscribe(path, entry)
+      }
+      // A reconnect with nothing to resubscribe has nothing to recover.
+      if (!round?.size) {
+        round = undefined
+        recovered = !!reconnect
       }
     },
 
@@ -112,15 +214,41 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
       const entry = path === undefined ? undefined : entries.get(path)
       if (!entry || path === undefined) return
       const listeners = [...entry.listeners]
+      const held = entry.value?.meta.version
+      const confirm = (): void => {
+        for (const listener of listeners) listener.settle()
+        answered(entry, false)
+      }
       switch (message.type) {
         case 'data': {
-          const meta: Meta = { path, version: message.version, snapshot: !!message.snapshot }
+          const resync = !!message.snapshot && !!held && !!round?.has(entry)
+          // The answer to a resubscription that repeats the version held changes nothing.
+          if (resync && held === message.version) {
+            confirm()
+            break
+          }
+          const meta: Meta = {
+            path,
+            version: message.version,
+            snapshot: !!message.snapshot,
+            kind: resync ? 'resync' : message.snapshot ? 'snapshot' : 'change',
+            own: !!message.origin && message.origin === link.id(),
+          }
           const data = 'json' in message ? message.json : message.text
           entry.value = { data, meta }
-          for (const listener of listeners) callSafely(listener.onData, data, meta)
+          for (const listener of listeners) {
+            callSafely(listener.onData, data, meta)
+            listener.settle()
+          }
+          answered(entry, true, resync ? path : undefined)
           break
         }
+        case 'subscribed':
+          confirm()
+          break
         case 'gone':
+          // Gone is not a state the app can hold: the next resubscription asks for the state afresh.
+          entry.value = undefined
           for (const listener of listeners)
             callSafely(listener.options?.onGone, { path, status: message.status })
           break
@@ -129,7 +257,11 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
           // The server no longer holds the subscription, so the value stops being current.
           entry.value = undefined
           entry.refusal = message.code
-          for (const listener of listeners) callSafely(listener.options?.onError, error)
+          for (const listener of listeners) {
+            callSafely(listener.options?.onError, error)
+            listener.settle(error)
+          }
+          answered(entry, true)
           break
         }
       }
@@ -138,14 +270,29 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
     clear(code) {
       const all = [...entries]
       entries.clear()
+      round = undefined
       for (const [path, entry] of all) {
         const listeners = [...entry.listeners]
         // Emptied so that an old unlisten cannot remove a newer entry of the same path.
         entry.listeners.clear()
-        if (code === undefined) continue
-        const error = new ListenjsError('closed', `connection closed with code ${code}`, { path })
-        for (const listener of listeners) callSafely(listener.options?.onError, error)
+        const error = new ListenjsError(
+          'closed',
+          code === undefined ? 'client closed' : `connection closed with code ${code}`,
+          { path },
+        )
+        for (const listener of listeners) {
+          if (code !== undefined) callSafely(listener.options?.onError, error)
+          listener.settle(error)
+        }
       }
+    },
+
+    recovered: () => recovered,
+
+    onResync(listener) {
+      const entry = (info: ResyncInfo): void => listener(info)
+      resyncListeners.add(entry)
+      return () => resyncListeners.delete(entry)
     },
   }
 }

@@ -4,10 +4,15 @@
  * take the same path. The default keeps everything in memory, for one process.
  */
 
-/** A change to one or more paths (each already expanded with its ancestors when asked). */
+/**
+ * A change to one or more paths (each already expanded with its ancestors when asked). `origin`
+ * names the connection whose own write caused it, with a hash of the write's credentials: a hub
+ * tags pushes with the id only for the connection of that id whose credentials hash the same.
+ */
 export interface ChangeMessage {
   readonly kind: 'change'
   readonly paths: readonly string[]
+  readonly origin?: { readonly id: string; readonly credentials: string }
 }
 
 /** An explicit payload for exactly one path and query (`notify(path, payload)`). */

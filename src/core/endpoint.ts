@@ -1,15 +1,20 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { OriginCheck, ResolvedOptions } from './options'
 import { CloseCode, SUBPROTOCOL } from './protocol'
 import type { HubSocket } from './registry'
 
-/** What the hub gets back for each accepted socket: where to send its messages and its close. */
+/** What the hub gets back for each accepted socket: where to send its messages, drains and close. */
 export interface SocketSinks {
   message(data: Buffer, isBinary: boolean): void
+  /** A frame given to `send` reached the kernel: unsent bytes went down. */
+  drained(): void
   closed(code: number): void
 }
+
+const TEXT = { binary: false } as const
 
 /** The WebSocket endpoint: the one place that knows about `ws`. */
 export interface Endpoint {
@@ -40,6 +45,24 @@ export function createEndpoint(
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   })
   const perAddress = new Map<string, number>()
+  // One write per socket per turn: a socket is corked at its first frame of a turn and uncorked once,
+  // at the end of the turn, so that several paths changing together leave in one write.
+  const corked = new Set<Socket>()
+  let uncorkScheduled = false
+  const uncorkAll = (): void => {
+    uncorkScheduled = false
+    for (const socket of corked) socket.uncork()
+    corked.clear()
+  }
+  const cork = (socket: Socket | undefined): void => {
+    if (!socket || corked.has(socket)) return
+    socket.cork()
+    corked.add(socket)
+    if (!uncorkScheduled) {
+      uncorkScheduled = true
+      setImmediate(uncorkAll)
+    }
+  }
 
   const release = (address: string): void => {
     const left = (perAddress.get(address) ?? 1) - 1
@@ -55,17 +78,26 @@ export function createEndpoint(
       ws.close(CloseCode.UnsupportedProtocol, `${SUBPROTOCOL} subprotocol required`)
       return
     }
+    // ws keeps its TCP socket in a private field; corking it is an optimisation, skipped if absent.
+    const raw = (ws as unknown as { _socket?: Socket })._socket
+    // Called by ws once a frame reached the kernel, always after `onConnection` has returned.
+    const written = (): void => sinks.drained()
     const sinks = onConnection(
       {
-        send: (frame) => ws.send(frame, { binary: false }),
+        send: (frame) => {
+          cork(raw)
+          ws.send(frame, TEXT, written)
+        },
         close: (code, reason) => ws.close(code, reason),
         terminate: () => ws.terminate(),
+        bufferedAmount: () => ws.bufferedAmount,
       },
       req,
     )
     ws.on('message', (data, isBinary) => sinks.message(data as Buffer, isBinary))
     ws.once('close', (code) => {
       release(address)
+      if (raw && corked.delete(raw)) raw.uncork()
       sinks.closed(code)
     })
   }

@@ -1,4 +1,11 @@
-import type { ErrorCode, ErrorMessage, GoneMessage, PingMessage, WelcomeMessage } from './protocol'
+import type {
+  ErrorCode,
+  ErrorMessage,
+  GoneMessage,
+  PingMessage,
+  SubscribedMessage,
+  WelcomeMessage,
+} from './protocol'
 
 /**
  * Server frames, built once per message and shared by every socket it goes to. Bodies of JSON
@@ -13,17 +20,21 @@ export function isJsonType(contentType: string | undefined): boolean {
   return contentType !== undefined && JSON_TYPE.test(contentType)
 }
 
-/** A `data` frame for `body` as a replay answered it. */
+/**
+ * A `data` frame for `body` as a replay answered it. `origin` is the connection whose own write
+ * caused the change, when exactly one did.
+ */
 export function dataFrame(
   path: string,
   version: string,
   body: Buffer,
   contentType: string | undefined,
   snapshot: boolean,
+  origin?: string,
 ): Buffer {
   const head = `{"type":"data","path":${JSON.stringify(path)},"version":${JSON.stringify(version)}${
     snapshot ? ',"snapshot":true' : ''
-  },`
+  }${origin === undefined ? '' : `,"origin":${JSON.stringify(origin)}`},`
   if (body.length === 0) return Buffer.from(`${head}"json":null}`)
   const text = body.toString('utf8')
   if (isJsonType(contentType) && isOneJsonValue(text)) return Buffer.from(`${head}"json":${text}}`)
@@ -50,6 +61,12 @@ function isOneJsonValue(text: string): boolean {
   }
 }
 
+/** A `subscribed` frame: the subscriber already holds the current `version`. */
+export function subscribedFrame(path: string, version: string): Buffer {
+  const message: SubscribedMessage = { type: 'subscribed', path, version }
+  return Buffer.from(JSON.stringify(message))
+}
+
 /** A `gone` frame. */
 export function goneFrame(path: string, status: number): Buffer {
   const message: GoneMessage = { type: 'gone', path, status }
@@ -62,9 +79,9 @@ export function errorFrame(code: ErrorCode, message: string, path?: string, stat
   return Buffer.from(JSON.stringify(frame))
 }
 
-/** The `welcome` frame announcing the heartbeat. */
-export function welcomeFrame(intervalMs: number, timeoutMs: number): Buffer {
-  const message: WelcomeMessage = { type: 'welcome', heartbeat: { intervalMs, timeoutMs } }
+/** The `welcome` frame: the connection's id and the heartbeat. */
+export function welcomeFrame(id: string, intervalMs: number, timeoutMs: number): Buffer {
+  const message: WelcomeMessage = { type: 'welcome', id, heartbeat: { intervalMs, timeoutMs } }
   return Buffer.from(JSON.stringify(message))
 }
 

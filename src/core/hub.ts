@@ -4,14 +4,22 @@ import { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
-import type { Backplane, BackplaneMessage } from './backplane'
+import type { Backplane, BackplaneMessage, ChangeMessage } from './backplane'
 import { memoryBackplane } from './backplane'
-import { createEndpoint, type Endpoint } from './endpoint'
+import { createEndpoint, type Endpoint, type SocketSinks } from './endpoint'
 import { ListenjsError } from './errors'
-import { dataFrame, errorFrame, goneFrame, payloadFrame, PING_FRAME, welcomeFrame } from './frames'
+import {
+  dataFrame,
+  errorFrame,
+  goneFrame,
+  payloadFrame,
+  PING_FRAME,
+  subscribedFrame,
+  welcomeFrame,
+} from './frames'
 import { resolveOptions, PUBLIC, type HubOptions, type ResolvedOptions } from './options'
 import { checkPath, pathnameOf, withAncestors } from './paths'
-import { CloseCode, parseClientMessage, type ErrorCode } from './protocol'
+import { CLIENT_HEADER, CloseCode, parseClientMessage, type ErrorCode } from './protocol'
 import { ReplayQueue } from './queue'
 import {
   Registry,
@@ -25,6 +33,7 @@ import {
 import {
   contextFromRequest,
   contextKey,
+  credentialsKey,
   dispatcherFor,
   isInsideReplay,
   isReplayRequest,
@@ -68,6 +77,12 @@ export interface HubStats {
   replaysInFlight: number
   /** Replays waiting for a slot. */
   replaysQueued: number
+  /** Bytes waiting to be written to sockets, unsent and collapsed (slow consumers), summed over sockets. */
+  pendingBytes: number
+  /** States that replaced an older unsent state of the same path for a slow socket. */
+  collapsed: number
+  /** Sockets closed with 4509 because they fell behind past `limits.hardPendingBytes`. */
+  slowClosed: number
 }
 
 /** Payload of the `connect` event. */
@@ -104,6 +119,10 @@ export interface HubEvents {
 const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const PUBLIC_GROUP = 'public'
 const MAX_RETRY_DELAY_MS = 30_000
+/** How long a socket closed for being too slow may take to read its close frame. */
+const SLOW_CLOSE_GRACE_MS = 5000
+/** The version a subscriber holds after `gone`. */
+const GONE = 'gone'
 
 /**
  * The framework-neutral heart of listenjs: WebSocket endpoint, subscriptions, replays and fan-out.
@@ -113,7 +132,7 @@ export class Hub extends EventEmitter<HubEvents> {
   /** The options in force, defaults applied. */
   readonly options: ResolvedOptions
   private readonly registry = new Registry()
-  private readonly connections = new Set<Connection>()
+  private readonly connections = new Map<string, Connection>()
   private readonly queue: ReplayQueue
   private readonly backplane: Backplane
   private readonly unsubscribeBackplane: () => void
@@ -125,7 +144,10 @@ export class Hub extends EventEmitter<HubEvents> {
   /** The async context the hub was created in; replays and timers run in it, not in a request's. */
   private readonly scope = new AsyncResource('listenjs.hub')
   private dispatch: Dispatch | undefined
-  private pendingChanges = new Set<string>()
+  /** Paths changed since the last flush, with the connection whose own write changed them (null: several or untagged). */
+  private pendingChanges = new Map<string, string | null>()
+  /** Numbers every replay in the order replays start (see `Subscription.seq`). */
+  private seq = 0
   private flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined
   private readonly recheckTimers = new Set<NodeJS.Timeout>()
   private heartbeatTimer: NodeJS.Timeout | undefined
@@ -133,7 +155,7 @@ export class Hub extends EventEmitter<HubEvents> {
   private readonly tracked = new WeakSet<IncomingMessage>()
   private warnedLoop = false
   private closing: Promise<void> | undefined
-  private counters = { messagesSent: 0, replays: 0, subscriptions: 0 }
+  private counters = { messagesSent: 0, replays: 0, subscriptions: 0, collapsed: 0, slowClosed: 0 }
 
   /**
    * @param options - see {@link HubOptions}; every field has a default
@@ -220,7 +242,12 @@ export class Hub extends EventEmitter<HubEvents> {
       const options = route()
       const paths = [...(options?.notify === false ? [] : [pathnameOf(path)]), ...(options?.changes ?? [])]
       const valid = paths.filter((p) => checkPath(p, this.options.limits.pathLength) === undefined)
-      if (valid.length > 0) this.publishChange(valid)
+      if (valid.length === 0) return
+      const tag = req.headers[CLIENT_HEADER]
+      this.publishChange(
+        valid,
+        typeof tag === 'string' ? { id: tag, credentials: credentialsKey(req.headers) } : undefined,
+      )
     }
     res.once('finish', ended)
     res.once('close', ended)
@@ -236,6 +263,12 @@ export class Hub extends EventEmitter<HubEvents> {
       replays: this.counters.replays,
       replaysInFlight: this.queue.inFlight,
       replaysQueued: this.queue.size,
+      pendingBytes: [...this.connections.values()].reduce(
+        (sum, c) => sum + c.socket.bufferedAmount() + c.parkedBytes,
+        0,
+      ),
+      collapsed: this.counters.collapsed,
+      slowClosed: this.counters.slowClosed,
     }
   }
 
@@ -253,13 +286,7 @@ export class Hub extends EventEmitter<HubEvents> {
   // -------------------------------------------------------------------------------------------
   // Sockets
 
-  private connect(
-    socket: HubSocket,
-    request: IncomingMessage,
-  ): {
-    message: (data: Buffer, isBinary: boolean) => void
-    closed: (code: number) => void
-  } {
+  private connect(socket: HubSocket, request: IncomingMessage): SocketSinks {
     const context = contextFromRequest(request)
     const connection: Connection = {
       id: randomUUID(),
@@ -272,12 +299,16 @@ export class Hub extends EventEmitter<HubEvents> {
       tokens: this.options.limits.messageBurst,
       tokensAt: Date.now(),
       closed: false,
+      parked: new Map(),
+      parkedBytes: 0,
     }
-    this.connections.add(connection)
-    socket.send(welcomeFrame(this.options.heartbeat.intervalMs, this.options.heartbeat.timeoutMs))
+    this.connections.set(connection.id, connection)
+    const { intervalMs, timeoutMs } = this.options.heartbeat
+    socket.send(welcomeFrame(connection.id, intervalMs, timeoutMs))
     this.safeEmit('connect', { id: connection.id, remoteAddress: context.remoteAddress })
     return {
       message: (data, isBinary) => this.onMessage(connection, data, isBinary),
+      drained: () => this.flushParked(connection),
       closed: (code) => this.disconnect(connection, code),
     }
   }
@@ -291,14 +322,14 @@ export class Hub extends EventEmitter<HubEvents> {
     }
     const parsed = parseClientMessage(isBinary ? data : data.toString('utf8'))
     if (!parsed.ok) {
-      this.send(connection, errorFrame('bad_message', parsed.reason))
+      connection.socket.send(errorFrame('bad_message', parsed.reason))
       this.closeConnection(connection, CloseCode.BadMessage, 'bad message')
       return
     }
     const message = parsed.message
     switch (message.type) {
       case 'subscribe':
-        this.subscribe(connection, message.path)
+        this.subscribe(connection, message.path, message.version)
         return
       case 'unsubscribe': {
         const subscription = connection.subscriptions.get(message.path)
@@ -329,8 +360,10 @@ export class Hub extends EventEmitter<HubEvents> {
   }
 
   private disconnect(connection: Connection, code: number): void {
-    if (!this.connections.delete(connection)) return
+    if (!this.connections.delete(connection.id)) return
     connection.closed = true
+    connection.parked.clear()
+    connection.parkedBytes = 0
     for (const subscription of [...connection.subscriptions.values()]) {
       this.counters.subscriptions--
       this.registry.remove(subscription)
@@ -344,10 +377,50 @@ export class Hub extends EventEmitter<HubEvents> {
     connection.socket.close(code, reason)
   }
 
-  private send(connection: Connection, frame: Buffer): void {
+  /**
+   * Sends a frame about `path` to one socket. A socket with more than `softPendingBytes` unsent is
+   * slow: its frames wait, newest per path, until it drains (a slow consumer gets the latest state,
+   * not a queue of old ones); past `hardPendingBytes` it is closed with 4509.
+   */
+  private send(connection: Connection, path: string, frame: Buffer): void {
     if (connection.closed) return
-    connection.socket.send(frame)
-    this.counters.messagesSent++
+    const { softPendingBytes, hardPendingBytes } = this.options.limits
+    if (connection.parked.size === 0 && connection.socket.bufferedAmount() <= softPendingBytes) {
+      connection.socket.send(frame)
+      this.counters.messagesSent++
+      return
+    }
+    const older = connection.parked.get(path)
+    if (older) {
+      connection.parked.delete(path)
+      connection.parkedBytes -= older.length
+      this.counters.collapsed++
+    }
+    connection.parked.set(path, frame)
+    connection.parkedBytes += frame.length
+    if (connection.socket.bufferedAmount() + connection.parkedBytes > hardPendingBytes) {
+      this.options.logger.warn({ id: connection.id }, 'listenjs: closing a socket that fell too far behind')
+      this.counters.slowClosed++
+      connection.parked.clear()
+      connection.parkedBytes = 0
+      this.closeConnection(connection, CloseCode.SlowConsumer, 'too far behind')
+      // Its close frame waits behind what is unsent: a client that reads again gets it; one that
+      // never does is cut off after a grace period.
+      setTimeout(() => connection.socket.terminate(), SLOW_CLOSE_GRACE_MS).unref()
+    }
+  }
+
+  /** Sends what waited for a slow socket, oldest path first, while it stays under the soft limit. */
+  private flushParked(connection: Connection): void {
+    if (connection.parked.size === 0 || connection.closed) return
+    const soft = this.options.limits.softPendingBytes
+    for (const [path, frame] of connection.parked) {
+      if (connection.socket.bufferedAmount() > soft) return
+      connection.parked.delete(path)
+      connection.parkedBytes -= frame.length
+      connection.socket.send(frame)
+      this.counters.messagesSent++
+    }
   }
 
   private refuse(
@@ -357,13 +430,13 @@ export class Hub extends EventEmitter<HubEvents> {
     path: string,
     status?: number,
   ): void {
-    this.send(connection, errorFrame(code, message, path, status))
+    this.send(connection, path, errorFrame(code, message, path, status))
   }
 
   // -------------------------------------------------------------------------------------------
   // Subscriptions
 
-  private subscribe(connection: Connection, path: string): void {
+  private subscribe(connection: Connection, path: string, heldVersion: string | undefined): void {
     if (connection.subscriptions.has(path)) return
     const { limits, identify } = this.options
     const reason = checkPath(path, limits.pathLength)
@@ -397,7 +470,8 @@ export class Hub extends EventEmitter<HubEvents> {
       resource,
       identity,
       group: undefined,
-      version: undefined,
+      version: heldVersion,
+      seq: 0,
     }
     connection.subscriptions.set(path, subscription)
     resource.pending.add(subscription)
@@ -408,6 +482,12 @@ export class Hub extends EventEmitter<HubEvents> {
   private unsubscribe(subscription: Subscription): void {
     this.counters.subscriptions--
     this.registry.remove(subscription)
+    const { connection, path } = subscription
+    const parked = connection.parked.get(path)
+    if (parked) {
+      connection.parked.delete(path)
+      connection.parkedBytes -= parked.length
+    }
     this.safeEmit('unsubscribe', { id: subscription.connection.id, path: subscription.path })
   }
 
@@ -436,6 +516,7 @@ export class Hub extends EventEmitter<HubEvents> {
       if (resource.flights.get(key) === flight) resource.flights.delete(key)
       return
     }
+    const seq = ++this.seq
     const result = await this.replay(flight.context, resource.path)
     if (resource.flights.get(key) === flight) resource.flights.delete(key)
     if (this.closing) return
@@ -447,12 +528,18 @@ export class Hub extends EventEmitter<HubEvents> {
         const group = this.registry.group(resource, result.public ? PUBLIC_GROUP : subscription.identity)
         group.members.add(subscription)
         subscription.group = group
-        subscription.version = result.version
-        frame ??= dataFrame(path, result.version, result.body, result.contentType, true)
-        this.send(connection, frame)
+        subscription.seq = seq
+        if (subscription.version === result.version) {
+          // A resubscription holding the current state: confirm it, send nothing again.
+          this.send(connection, path, subscribedFrame(path, result.version))
+        } else {
+          subscription.version = result.version
+          frame ??= dataFrame(path, result.version, result.body, result.contentType, true)
+          this.send(connection, path, frame)
+        }
         this.safeEmit('subscribe', { id: connection.id, path })
         // A change reached the path while this replay was on: its answer may predate the change.
-        if (flight.stale) this.scheduleGroup(group)
+        if (flight.stale) this.scheduleGroup(group, null)
       } else {
         connection.subscriptions.delete(path)
         this.counters.subscriptions--
@@ -477,14 +564,26 @@ export class Hub extends EventEmitter<HubEvents> {
     return true
   }
 
-  private publishChange(paths: readonly string[]): void {
+  private publishChange(paths: readonly string[], origin?: ChangeMessage['origin']): void {
     if (this.ignoredInReplay()) return
     const expanded = new Set<string>()
     for (const path of paths) {
       if (path.includes('?') || !this.options.notifyAncestors) expanded.add(path)
       else for (const p of withAncestors(path)) expanded.add(p)
     }
-    this.backplane.publish({ kind: 'change', paths: [...expanded] })
+    this.backplane.publish(
+      origin ? { kind: 'change', paths: [...expanded], origin } : { kind: 'change', paths: [...expanded] },
+    )
+  }
+
+  /**
+   * The id to tag pushes with for a change's origin: only a connection of this hub with that id whose
+   * credentials are the write's own. A copied id with other credentials tags nothing.
+   */
+  private originOf(origin: ChangeMessage['origin']): string | null {
+    if (!origin) return null
+    const connection = this.connections.get(origin.id)
+    return connection && credentialsKey(connection.context.headers) === origin.credentials ? origin.id : null
   }
 
   private receive(message: BackplaneMessage): void {
@@ -493,40 +592,44 @@ export class Hub extends EventEmitter<HubEvents> {
       this.pushPayload(message.path, message.payload)
       return
     }
-    for (const path of message.paths) this.pendingChanges.add(path)
+    const origin = this.originOf(message.origin)
+    for (const path of message.paths) {
+      const known = this.pendingChanges.get(path)
+      this.pendingChanges.set(path, known === undefined || known === origin ? origin : null)
+    }
     if (this.flushTimer !== undefined) return
     // Coalesce: everything changed within this turn (or window) costs one replay per group.
     this.scope.runInAsyncScope(() => {
       this.flushTimer =
         this.options.coalesceWindowMs > 0
-          ? setTimeout(() => this.flush(true), this.options.coalesceWindowMs)
-          : setImmediate(() => this.flush(true))
+          ? setTimeout(() => this.flush(), this.options.coalesceWindowMs)
+          : setImmediate(() => this.flush())
     })
   }
 
-  private flush(withRecheck: boolean): void {
+  private flush(): void {
     this.flushTimer = undefined
-    const paths = this.pendingChanges
-    this.pendingChanges = new Set()
-    this.replayPaths(paths)
+    const changes = this.pendingChanges
+    this.pendingChanges = new Map()
+    this.replayPaths(changes)
     const delay = this.options.recheckAfterMs
-    if (withRecheck && delay > 0 && !this.closing) {
+    if (delay > 0 && !this.closing) {
       const timer = setTimeout(() => {
         this.recheckTimers.delete(timer)
-        this.replayPaths(paths)
+        this.replayPaths(new Map([...changes.keys()].map((path) => [path, null])))
       }, delay)
       timer.unref()
       this.recheckTimers.add(timer)
     }
   }
 
-  private replayPaths(paths: Iterable<string>): void {
-    for (const path of paths) {
+  private replayPaths(changes: ReadonlyMap<string, string | null>): void {
+    for (const [path, origin] of changes) {
       for (const resource of this.registry.affectedBy(path)) {
         for (const flight of resource.flights.values()) flight.stale = true
         // Later subscribers must not join a replay that may predate this change.
         resource.flights.clear()
-        for (const group of resource.groups.values()) this.scheduleGroup(group)
+        for (const group of resource.groups.values()) this.scheduleGroup(group, origin)
       }
     }
   }
@@ -537,11 +640,13 @@ export class Hub extends EventEmitter<HubEvents> {
     const json = JSON.stringify(payload)
     const version = versionOf(json)
     const frame = payloadFrame(path, version, json)
-    this.fanOut(resource, [...resource.groups.values()], frame, version)
+    this.fanOut(resource, [...resource.groups.values()], frame, version, ++this.seq)
   }
 
-  private scheduleGroup(group: Group): void {
+  /** Queues one replay of `group` (once: a group already waiting is not queued again). */
+  private scheduleGroup(group: Group, origin: string | null): void {
     if (this.closing || group.members.size === 0) return
+    group.origin = group.origin === undefined || group.origin === origin ? origin : null
     if (group.state === 'running') {
       group.dirty = true
       return
@@ -561,36 +666,37 @@ export class Hub extends EventEmitter<HubEvents> {
     }
     group.state = 'running'
     group.dirty = false
+    const origin = group.origin ?? null
+    group.origin = undefined
+    const seq = ++this.seq
     const result = await this.replay(first.value.connection.context, group.resource.path)
     group.state = 'idle'
     if (this.closing || group.members.size === 0) return
-    this.deliver(group, result)
-    if (group.dirty) this.scheduleGroup(group)
+    this.deliver(group, result, seq, origin)
+    if (group.dirty) this.scheduleGroup(group, null)
   }
 
-  /** Acts on a push replay's answer, as SPEC §2.5 says. */
-  private deliver(group: Group, result: ReplayResult): void {
+  /** Acts on a push replay's answer, as SPEC §2.5 says. `seq` numbers the replay; `origin` tags it. */
+  private deliver(group: Group, result: ReplayResult, seq: number, origin: string | null): void {
     const { path } = group.resource
     const { status } = result
     if (isSuccess(status)) {
       group.attempts = 0
-      this.fanOut(
-        group.resource,
-        [group],
-        dataFrame(path, result.version, result.body, result.contentType, false),
+      const frame = dataFrame(
+        path,
         result.version,
+        result.body,
+        result.contentType,
+        false,
+        origin ?? undefined,
       )
+      this.fanOut(group.resource, [group], frame, result.version, seq)
       return
     }
     if (status === 404 || status === 410) {
       group.attempts = 0
-      const frame = goneFrame(path, status)
-      for (const subscription of group.members) {
-        if (subscription.version === 'gone') continue
-        // After `gone`, the same body as before the deletion is news again.
-        subscription.version = 'gone'
-        this.send(subscription.connection, frame)
-      }
+      // After `gone`, the same body as before the deletion is news again: its version is 'gone'.
+      this.fanOut(group.resource, [group], goneFrame(path, status), GONE, seq)
       return
     }
     if (status >= 500 || status === 429 || status === 408) {
@@ -603,7 +709,7 @@ export class Hub extends EventEmitter<HubEvents> {
       this.scope.runInAsyncScope(() => {
         group.retryTimer = setTimeout(() => {
           group.retryTimer = undefined
-          this.scheduleGroup(group)
+          this.scheduleGroup(group, origin)
         }, delay)
         group.retryTimer.unref()
       })
@@ -613,19 +719,31 @@ export class Hub extends EventEmitter<HubEvents> {
     const [code, message] = refusal(status, false)
     const frame = errorFrame(code, message, path, status)
     for (const subscription of [...group.members]) {
-      this.send(subscription.connection, frame)
+      if (subscription.seq > seq) continue
+      this.send(subscription.connection, path, frame)
       this.unsubscribe(subscription)
     }
   }
 
-  /** Sends one frame to every member of `groups` that does not hold `version` yet. */
-  private fanOut(resource: Resource, groups: readonly Group[], frame: Buffer, version: string): void {
+  /**
+   * Sends one frame to every member of `groups` that does not hold `version` yet and does not hold
+   * the state of a replay that started after this one (`seq`): nobody goes back to an older state.
+   */
+  private fanOut(
+    resource: Resource,
+    groups: readonly Group[],
+    frame: Buffer,
+    version: string,
+    seq: number,
+  ): void {
     let recipients = 0
     for (const group of groups) {
       for (const subscription of group.members) {
+        if (subscription.seq > seq) continue
+        subscription.seq = seq
         if (subscription.version === version) continue
         subscription.version = version
-        this.send(subscription.connection, frame)
+        this.send(subscription.connection, resource.path, frame)
         recipients++
       }
     }
@@ -662,7 +780,7 @@ export class Hub extends EventEmitter<HubEvents> {
     const { intervalMs, timeoutMs } = this.options.heartbeat
     this.scope.runInAsyncScope(() => {
       this.heartbeatTimer = setInterval(() => {
-        for (const connection of this.connections) {
+        for (const connection of this.connections.values()) {
           if (connection.awaitingPong) {
             connection.socket.terminate()
             continue
@@ -672,7 +790,7 @@ export class Hub extends EventEmitter<HubEvents> {
         }
         clearTimeout(this.pongTimer)
         this.pongTimer = setTimeout(() => {
-          for (const connection of this.connections)
+          for (const connection of this.connections.values())
             if (connection.awaitingPong) connection.socket.terminate()
         }, timeoutMs)
         this.pongTimer.unref()
@@ -695,7 +813,7 @@ export class Hub extends EventEmitter<HubEvents> {
     for (const [server, onUpgrade] of this.attached) server.off('upgrade', onUpgrade)
     this.attached.clear()
     this.unsubscribeBackplane()
-    const open = [...this.connections]
+    const open = [...this.connections.values()]
     for (const connection of open) {
       for (const subscription of connection.subscriptions.values())
         clearTimeout(subscription.group?.retryTimer)

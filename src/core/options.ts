@@ -47,6 +47,16 @@ export interface Limits {
   messageBurst: number
   /** Open sockets per remote address; more are refused at the upgrade with HTTP 429. @default 256 */
   connectionsPerAddress: number
+  /**
+   * Unsent bytes after which a socket counts as slow: what is pending for it collapses to the newest
+   * state per path, sent when it drains. @default 524288 (512 KiB)
+   */
+  softPendingBytes: number
+  /**
+   * Unsent plus collapsed bytes after which a slow socket is closed with 4509 (it reconnects and
+   * recovers from the versions it holds). @default 4194304 (4 MiB)
+   */
+  hardPendingBytes: number
 }
 
 /** Heartbeat timing, announced to every client in its `welcome` message. */
@@ -123,6 +133,8 @@ export const DEFAULTS = {
     messagesPerSecond: 100,
     messageBurst: 600,
     connectionsPerAddress: 256,
+    softPendingBytes: 524_288,
+    hardPendingBytes: 4_194_304,
   },
   notifyAncestors: true,
   replayTimeoutMs: 10_000,
@@ -199,6 +211,8 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
         d.connectionsPerAddress,
         1,
       ),
+      softPendingBytes: count('limits.softPendingBytes', limits.softPendingBytes, d.softPendingBytes, 0),
+      hardPendingBytes: count('limits.hardPendingBytes', limits.hardPendingBytes, d.hardPendingBytes, 1),
     },
     notifyAncestors: options.notifyAncestors ?? DEFAULTS.notifyAncestors,
     identify: options.identify,

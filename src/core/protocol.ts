@@ -32,6 +32,11 @@ export const CloseCode = {
   HeartbeatTimeout: 4408,
   /** The client sent messages faster than the server allows. */
   TooManyMessages: 4429,
+  /**
+   * The client fell too far behind (its unsent bytes passed the hub's hard limit); reconnect with
+   * backoff and recover from the versions held.
+   */
+  SlowConsumer: 4509,
 } as const
 
 /** One of the values of {@link CloseCode}. */
@@ -77,10 +82,15 @@ export const PERMANENT_ERRORS: readonly ErrorCode[] = ['unauthorized', 'not_foun
 // ---------------------------------------------------------------------------------------------
 // Client → server
 
-/** Starts a subscription to `path` (a path with an optional query string, e.g. `/a?week=48`). */
+/**
+ * Starts a subscription to `path` (a path with an optional query string, e.g. `/a?week=48`). A client
+ * that already holds a state of the path (after a reconnect) sends its `version`: when the current
+ * state has that version the server answers `subscribed` instead of sending the state again.
+ */
 export interface SubscribeMessage {
   readonly type: 'subscribe'
   readonly path: string
+  readonly version?: string
 }
 
 /** Ends the subscription to `path`. Unknown paths are ignored. */
@@ -106,10 +116,25 @@ export type ClientMessage = SubscribeMessage | UnsubscribeMessage | AuthMessage 
 // ---------------------------------------------------------------------------------------------
 // Server → client
 
-/** First message on every connection: the heartbeat the server will drive. */
+/**
+ * First message on every connection: the connection's `id` (unguessable; the client tags its own
+ * HTTP writes with it in the `X-Listenjs-Client` header to recognise their echo) and the heartbeat
+ * the server will drive.
+ */
 export interface WelcomeMessage {
   readonly type: 'welcome'
+  readonly id: string
   readonly heartbeat: { readonly intervalMs: number; readonly timeoutMs: number }
+}
+
+/** The header a client puts on its own HTTP writes so that their pushes carry its id as `origin`. */
+export const CLIENT_HEADER = 'x-listenjs-client'
+
+/** Confirms a subscription whose current state has the `version` the client sent: nothing changed. */
+export interface SubscribedMessage {
+  readonly type: 'subscribed'
+  readonly path: string
+  readonly version: string
 }
 
 /** The server checks the client is alive; the client answers `pong`. */
@@ -120,13 +145,15 @@ export interface PingMessage {
 /**
  * A state of `path`. Exactly one of `json` (a parsed JSON body; `null` for an empty body) or `text`
  * (a body of another content type) is present. `snapshot` is true on the first delivery of a
- * subscription.
+ * subscription. `origin` is the id of the connection whose own HTTP write caused this change, when
+ * exactly one did.
  */
 export interface DataMessage {
   readonly type: 'data'
   readonly path: string
   readonly version: string
   readonly snapshot?: boolean
+  readonly origin?: string
   readonly json?: unknown
   readonly text?: string
 }
@@ -151,7 +178,8 @@ export interface ErrorMessage {
 }
 
 /** Every message a server may send. */
-export type ServerMessage = WelcomeMessage | PingMessage | DataMessage | GoneMessage | ErrorMessage
+export type ServerMessage =
+  WelcomeMessage | PingMessage | DataMessage | SubscribedMessage | GoneMessage | ErrorMessage
 
 // ---------------------------------------------------------------------------------------------
 // Parsing
@@ -186,9 +214,19 @@ export function parseClientMessage(data: unknown): Parsed<ClientMessage> {
   if (typeof value === 'string') return fail(value)
   switch (value.type) {
     case 'subscribe':
+      if (typeof value.path !== 'string') return fail('subscribe needs a string path')
+      if (value.version !== undefined && typeof value.version !== 'string')
+        return fail('version must be a string')
+      return {
+        ok: true,
+        message:
+          value.version === undefined
+            ? { type: 'subscribe', path: value.path }
+            : { type: 'subscribe', path: value.path, version: value.version },
+      }
     case 'unsubscribe':
-      if (typeof value.path !== 'string') return fail(`${value.type} needs a string path`)
-      return { ok: true, message: { type: value.type, path: value.path } }
+      if (typeof value.path !== 'string') return fail('unsubscribe needs a string path')
+      return { ok: true, message: { type: 'unsubscribe', path: value.path } }
     case 'auth':
       if (typeof value.token !== 'string') return fail('auth needs a string token')
       return { ok: true, message: { type: 'auth', token: value.token } }
@@ -211,6 +249,7 @@ export function parseServerMessage(data: unknown): Parsed<ServerMessage> {
       const hb = value.heartbeat as { intervalMs?: unknown; timeoutMs?: unknown } | undefined
       if (!hb || typeof hb.intervalMs !== 'number' || typeof hb.timeoutMs !== 'number')
         return fail('bad welcome')
+      if (typeof value.id !== 'string') return fail('bad welcome')
       return { ok: true, message: value as unknown as WelcomeMessage }
     }
     case 'ping':
@@ -218,6 +257,9 @@ export function parseServerMessage(data: unknown): Parsed<ServerMessage> {
     case 'data':
       if (typeof value.path !== 'string' || typeof value.version !== 'string') return fail('bad data')
       return { ok: true, message: value as unknown as DataMessage }
+    case 'subscribed':
+      if (typeof value.path !== 'string' || typeof value.version !== 'string') return fail('bad subscribed')
+      return { ok: true, message: value as unknown as SubscribedMessage }
     case 'gone':
       if (typeof value.path !== 'string') return fail('bad gone')
       return { ok: true, message: value as unknown as GoneMessage }

@@ -13,6 +13,8 @@ export interface HubSocket {
   close(code: number, reason: string): void
   /** Destroys the socket at once. */
   terminate(): void
+  /** Bytes given to `send` that have not reached the kernel yet. */
+  bufferedAmount(): number
 }
 
 /** One open socket. */
@@ -28,6 +30,9 @@ export interface Connection {
   tokens: number
   tokensAt: number
   closed: boolean
+  /** While the socket is slow: the newest frame per path, sent in this order when it drains. */
+  readonly parked: Map<string, Buffer>
+  parkedBytes: number
 }
 
 /** One socket's subscription to one path (with query). */
@@ -39,8 +44,16 @@ export interface Subscription {
   readonly identity: string
   /** The group it is in; undefined while its snapshot is pending. */
   group: Group | undefined
-  /** The version last sent to this subscriber; a frame with the same version is not sent again. */
+  /**
+   * The version last sent to this subscriber (or held by it when it resubscribed); a frame with the
+   * same version is not sent again.
+   */
   version: string | undefined
+  /**
+   * The start number of the replay whose state this subscriber holds: the result of a replay that
+   * started earlier is never sent to it, so it never goes back to an older state.
+   */
+  seq: number
 }
 
 /**
@@ -53,6 +66,11 @@ export interface Group {
   readonly members: Set<Subscription>
   state: 'idle' | 'queued' | 'running'
   dirty: boolean
+  /**
+   * The connection whose own write caused the changes the next replay answers: `undefined` when
+   * none is pending, `null` when several (or an untagged one) did.
+   */
+  origin: string | null | undefined
   attempts: number
   retryTimer: NodeJS.Timeout | undefined
 }
@@ -131,6 +149,7 @@ export class Registry {
         members: new Set(),
         state: 'idle',
         dirty: false,
+        origin: undefined,
         attempts: 0,
         retryTimer: undefined,
       }

@@ -87,6 +87,18 @@ export function contextKey(context: ReplayContext): string {
   return createHash('sha256').update(canonical).digest('base64url')
 }
 
+/**
+ * A key for the credentials in `headers` (`Cookie` and `Authorization`): used to accept a client's
+ * echo tag only from a write made with the same credentials as its socket.
+ */
+export function credentialsKey(headers: Readonly<Record<string, string | string[] | undefined>>): string {
+  const cookie = headers.cookie ?? ''
+  const authorization = headers.authorization ?? ''
+  return createHash('sha256')
+    .update(JSON.stringify([Array.isArray(cookie) ? cookie.join('; ') : cookie, authorization]))
+    .digest('base64url')
+}
+
 /** The version of a body: the route's strong ETag when it has one, else a strong hash of the bytes. */
 export function versionOf(body: Buffer | string, etag?: string): string {
   if (etag !== undefined && etag.startsWith('"')) return etag
