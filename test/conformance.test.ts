@@ -433,6 +433,87 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
       expect(r.last()?.map((i) => i.title)).toEqual(['first', 'while away'])
       expect(statuses).toEqual(expect.arrayContaining(['reconnecting', 'open']))
     })
+
+    /** Replaces the server by a brand-new process-like one on the same port, with the same data. */
+    async function restart(options: { graceful?: boolean; whileAway?: () => void } = {}): Promise<void> {
+      const { port, state } = app
+      if (options.graceful) await app.hub.close({ restart: true })
+      await app.close()
+      options.whileAway?.()
+      app = await startFixture(framework, { port })
+      for (const item of state.items.values()) app.state.items.set(item.id, item)
+      app.state.nextId = state.nextId
+    }
+
+    it('resolves unlisten.ready once the snapshot is delivered, and rejects it with the refusal', async () => {
+      const c = client()
+      const r = recorder()
+      const off = c.listen('/items', r.onData)
+      await off.ready
+      expect(r.data).toHaveLength(1)
+      await expect(c.listen('/private', () => {}).ready).rejects.toMatchObject({
+        code: 'unauthorized',
+        status: 401,
+      })
+    })
+
+    it('recovers from state after a server restart: a changed path is resynced, an unchanged one gets no callback', async () => {
+      const c = client()
+      const items = recorder<Array<{ title: string }>>()
+      const one = recorder()
+      const resyncs: Array<{ recovered: boolean; changed: string[] }> = []
+      c.onResync((info) => resyncs.push(info))
+      await c.listen('/items', items.onData).ready
+      await c.listen('/items/1', one.onData).ready
+      await restart({ whileAway: () => app.state.create('while away') })
+      await until(() => resyncs.length === 1, 5000)
+      expect(resyncs[0]).toEqual({ recovered: false, changed: ['/items'] })
+      expect(items.data.map((d) => d.meta.kind)).toEqual(['snapshot', 'resync'])
+      expect(items.last()?.map((i) => i.title)).toEqual(['first', 'while away'])
+      expect(one.data).toHaveLength(1)
+      expect(c.recovered()).toBe(false)
+    })
+
+    it('reports recovered, and calls nobody, when nothing changed while the server was away', async () => {
+      const c = client()
+      const r = recorder()
+      const resyncs: Array<{ recovered: boolean; changed: string[] }> = []
+      c.onResync((info) => resyncs.push(info))
+      await c.listen('/items', r.onData).ready
+      await restart()
+      await until(() => resyncs.length === 1, 5000)
+      expect(resyncs[0]).toEqual({ recovered: true, changed: [] })
+      expect(c.recovered()).toBe(true)
+      expect(r.data).toHaveLength(1)
+    })
+
+    it('treats a graceful restart (1012) as reconnect-soon, not as an error', async () => {
+      const c = client()
+      const r = recorder()
+      const statuses: string[] = []
+      c.onStatus((status) => statuses.push(status))
+      await c.listen('/items', r.onData, r.options).ready
+      await restart({ graceful: true })
+      await until(() => c.status() === 'open' && c.recovered(), 5000)
+      expect(r.errors).toEqual([])
+      expect(statuses).toEqual(['connecting', 'open', 'reconnecting', 'open'])
+    })
+
+    it('marks a push caused by the client’s own write as own, and others as not', async () => {
+      const c = client()
+      const r = recorder()
+      await c.listen('/items', r.onData).ready
+      await fetch(`${app.url}/items`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...c.headers() },
+        body: JSON.stringify({ title: 'mine' }),
+      })
+      await until(() => r.data.length === 2)
+      expect(r.data[1]?.meta).toMatchObject({ kind: 'change', own: true })
+      await request(app, 'POST', '/items', { title: 'theirs' })
+      await until(() => r.data.length === 3)
+      expect(r.data[2]?.meta).toMatchObject({ kind: 'change', own: false })
+    })
   })
 
   describe('protocol', () => {
