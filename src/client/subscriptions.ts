@@ -87,6 +87,8 @@ interface Entry {
   value?: { readonly data: unknown; readonly meta: Meta }
   // Set when the server does not hold the subscription after an error; a new `listen` clears it.
   refusal?: ErrorCode
+  // Set from `subscribe` until the answer (`data` snapshot, `subscribed` or `error`) arrives.
+  awaiting?: boolean
 }
 
 /** How the subscriptions reach the connection. */
@@ -134,8 +136,10 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
   let recovered = false
 
   // `version` is left out of the frame (JSON drops `undefined`) while no value is held.
-  const subscribe = (path: string, entry: Entry): void =>
+  const subscribe = (path: string, entry: Entry): void => {
+    entry.awaiting = true
     link.send({ type: 'subscribe', path, version: entry.value?.meta.version })
+  }
 
   // `entry` answered its resubscription (`gap`: with anything but "unchanged"); the last answer ends
   // the round.
@@ -221,9 +225,14 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
       }
       switch (message.type) {
         case 'data': {
+          // The server answers a subscribe before it pushes anything for it: a push that arrives
+          // first was sent for an earlier subscription of this path (unlistened, then listened again).
+          if (entry.awaiting && !message.snapshot) break
+          if (message.snapshot) entry.awaiting = false
           const resync = !!message.snapshot && !!held && !!round?.has(entry)
-          // The answer to a resubscription that repeats the version held changes nothing.
-          if (resync && held === message.version) {
+          // A state the listeners already hold changes nothing (an answer repeating the version held,
+          // or a frame of an earlier subscription of the path): it is never delivered twice.
+          if (held === message.version) {
             confirm()
             break
           }
@@ -244,6 +253,7 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
           break
         }
         case 'subscribed':
+          entry.awaiting = false
           confirm()
           break
         case 'gone':
@@ -256,6 +266,7 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
           const error = new ListenjsError(message.code, message.message, { status: message.status, path })
           // The server no longer holds the subscription, so the value stops being current.
           entry.value = undefined
+          entry.awaiting = false
           entry.refusal = message.code
           for (const listener of listeners) {
             callSafely(listener.options?.onError, error)
