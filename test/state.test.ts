@@ -4,6 +4,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import WebSocket from 'ws'
+import { createClient, type Client } from '../src/client'
 import { closeAll, connect, json, plain, sleep, until } from './helpers/plain'
 import { TestClient, type Frame } from './helpers/tclient'
 
@@ -297,6 +299,54 @@ describe('slow consumers', () => {
     raw.resume()
     expect((await slow.closed).code).toBe(4509)
   }, 30_000)
+})
+
+describe('server restart', () => {
+  it('brings every client to the new state after the server process is replaced mid-stream; an unchanged path calls nobody', async () => {
+    const app = counters()
+    let server = await plain(app.handler)
+    const port = Number(new URL(server.url).port)
+    const paths = ['/n/r0', '/n/r1', '/n/quiet']
+    const clients: Client[] = []
+    const seen = new Map<string, number[]>()
+    for (let i = 0; i < 10; i++) {
+      const client = createClient({
+        url: server.wsUrl,
+        WebSocket,
+        reconnect: { initialDelayMs: 20, maxDelayMs: 200 },
+      })
+      clients.push(client)
+      for (const path of paths) {
+        const key = `${i}${path}`
+        seen.set(key, [])
+        await client.listen<{ n: number }>(path, (data) => seen.get(key)?.push(data.n)).ready
+      }
+    }
+    try {
+      const mutate = (path: string): Promise<unknown> => fetch(`${server.url}${path}`, { method: 'POST' })
+      const writes: Array<Promise<unknown>> = []
+      for (let i = 0; i < 20; i++) writes.push(mutate(paths[i % 2] as string))
+      // Mid-stream: the hub and its server go away (a process dies) and a new one takes the port.
+      await server.close()
+      await Promise.allSettled(writes)
+      for (const path of paths.slice(0, 2)) app.values.set(path, (app.values.get(path) ?? 0) + 5)
+      server = await plain(app.handler, {}, port)
+      for (let i = 0; i < 10; i++) await mutate(paths[i % 2] as string)
+      const truth = (path: string): number => app.values.get(path) ?? 0
+      await until(
+        () => clients.every((_, i) => paths.every((p) => seen.get(`${i}${p}`)?.at(-1) === truth(p))),
+        10_000,
+      )
+      for (const [key, ns] of seen) {
+        for (let k = 1; k < ns.length; k++) expect(ns[k]).toBeGreaterThan(ns[k - 1] as number)
+        // The path that never changed: one snapshot, and no callback after the restart.
+        if (key.endsWith('/n/quiet')) expect(ns).toEqual([0])
+      }
+      expect(clients.every((c) => c.status() === 'open')).toBe(true)
+    } finally {
+      for (const client of clients) client.close()
+    }
+  })
 })
 
 describe('graceful restart', () => {

@@ -43,8 +43,8 @@ export async function closeAll(): Promise<void> {
   for (const item of open.splice(0).reverse()) await item.close()
 }
 
-/** Starts `handler` on 127.0.0.1 port 0 with a hub attached; every request is tracked. */
-export async function plain(handler: Handler, options: HubOptions = {}): Promise<Plain> {
+/** Starts `handler` on 127.0.0.1 (port 0 unless given) with a hub attached; every request is tracked. */
+export async function plain(handler: Handler, options: HubOptions = {}, port = 0): Promise<Plain> {
   const hub = createHub(options)
   const server = http.createServer((req, res) => {
     hub.track(req, res, req.url ?? '/', () => undefined)
@@ -53,12 +53,12 @@ export async function plain(handler: Handler, options: HubOptions = {}): Promise
   const sockets: Socket[] = []
   server.on('connection', (socket) => sockets.push(socket))
   hub.attach(server)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as AddressInfo).port
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve))
+  const bound = (server.address() as AddressInfo).port
   const result: Plain = {
     hub,
-    url: `http://127.0.0.1:${port}`,
-    wsUrl: `ws://127.0.0.1:${port}/listen`,
+    url: `http://127.0.0.1:${bound}`,
+    wsUrl: `ws://127.0.0.1:${bound}/listen`,
     sockets,
     close: async () => {
       await hub.close()
