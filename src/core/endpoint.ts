@@ -9,6 +9,8 @@ import type { HubSocket } from './registry'
 /** What the hub gets back for each accepted socket: where to send its messages, drains and close. */
 export interface SocketSinks {
   message(data: Buffer, isBinary: boolean): void
+  /** The client sent a WebSocket ping frame (ws answers it); counted like a message. */
+  ping(): void
   /** A frame given to `send` reached the kernel: unsent bytes went down. */
   drained(): void
   closed(code: number): void
@@ -95,6 +97,7 @@ export function createEndpoint(
       req,
     )
     ws.on('message', (data, isBinary) => sinks.message(data as Buffer, isBinary))
+    ws.on('ping', () => sinks.ping())
     ws.once('close', (code) => {
       release(address)
       if (raw && corked.delete(raw)) raw.uncork()
@@ -111,7 +114,7 @@ export function createEndpoint(
         if (server.listenerCount('upgrade') <= 1) refuse(socket, 404)
         return
       }
-      if (!originAllowed(req, options.allowedOrigins)) return refuse(socket, 403)
+      if (!originAllowed(req, options.allowedOrigins, options.trustProxy)) return refuse(socket, 403)
       const address = req.socket.remoteAddress ?? ''
       if ((perAddress.get(address) ?? 0) >= options.limits.connectionsPerAddress) return refuse(socket, 429)
       wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req, address))
@@ -137,10 +140,16 @@ export function createEndpoint(
 }
 
 /**
- * Whether the upgrade's `Origin` may connect. No `Origin` (a non-browser client) is allowed. The
- * default allows only the page's own host: the origin's host must equal the `Host` header.
+ * Whether the upgrade's `Origin` may connect. No `Origin` (a non-browser client) is allowed. A list
+ * matches exact origins only (`null` only when listed). The default allows only the page's own
+ * origin: the scheme of the connection (or `X-Forwarded-Proto` behind a trusted proxy) and the `Host`
+ * header (or `X-Forwarded-Host`).
  */
-function originAllowed(req: IncomingMessage, allowed: readonly string[] | OriginCheck | undefined): boolean {
+function originAllowed(
+  req: IncomingMessage,
+  allowed: readonly string[] | OriginCheck | undefined,
+  trustProxy: boolean,
+): boolean {
   const origin = req.headers.origin
   if (origin === undefined) return true
   if (typeof allowed === 'function') {
@@ -151,9 +160,18 @@ function originAllowed(req: IncomingMessage, allowed: readonly string[] | Origin
     }
   }
   if (allowed !== undefined) return allowed.includes(origin)
+  const forwarded = (name: string): string | undefined => {
+    const value = trustProxy ? req.headers[name] : undefined
+    const first = (Array.isArray(value) ? value[0] : value)?.split(',')[0]?.trim()
+    return first === '' ? undefined : first
+  }
+  const encrypted = (req.socket as { encrypted?: boolean }).encrypted === true
+  const scheme = (forwarded('x-forwarded-proto') ?? (encrypted ? 'https' : 'http')).toLowerCase()
+  const host = forwarded('x-forwarded-host') ?? req.headers.host
+  if ((scheme !== 'http' && scheme !== 'https') || host === undefined) return false
   try {
-    const url = new URL(origin)
-    return (url.protocol === 'http:' || url.protocol === 'https:') && url.host === req.headers.host
+    // Both through URL, so that default ports and case compare equal.
+    return new URL(origin).origin === new URL(`${scheme}://${host}`).origin
   } catch {
     return false
   }

@@ -17,7 +17,7 @@ import {
   subscribedFrame,
   welcomeFrame,
 } from './frames'
-import { resolveOptions, PUBLIC, type HubOptions, type ResolvedOptions } from './options'
+import { resolveOptions, PUBLIC, type Authorize, type HubOptions, type ResolvedOptions } from './options'
 import { checkPath, pathnameOf, withAncestors } from './paths'
 import { CLIENT_HEADER, CloseCode, parseClientMessage, type ErrorCode } from './protocol'
 import { ReplayQueue } from './queue'
@@ -253,6 +253,26 @@ export class Hub extends EventEmitter<HubEvents> {
     res.once('close', ended)
   }
 
+  /**
+   * Closes every socket for which `predicate` returns true, e.g. those of a user who logged out:
+   * `hub.disconnect((c) => sessionOf(c.request) === sid)`. The client reconnects with backoff, with
+   * the credentials it has then, and each path is checked again.
+   * @param code - the close code; by default 4403 (`CloseCode.Revoked`)
+   * @returns how many sockets were closed
+   */
+  disconnect(
+    predicate: (connection: { readonly id: string; readonly request: IncomingMessage }) => boolean,
+    code: number = CloseCode.Revoked,
+  ): number {
+    let closed = 0
+    for (const connection of [...this.connections.values()]) {
+      if (connection.closed || !predicate({ id: connection.id, request: connection.request })) continue
+      this.closeConnection(connection, code, 'disconnected by the app')
+      closed++
+    }
+    return closed
+  }
+
   /** Counters for monitoring. */
   stats(): HubStats {
     return {
@@ -296,6 +316,7 @@ export class Hub extends EventEmitter<HubEvents> {
       contextKey: contextKey(context),
       subscriptions: new Map(),
       awaitingPong: false,
+      firstMessageTimer: undefined,
       tokens: this.options.limits.messageBurst,
       tokensAt: Date.now(),
       closed: false,
@@ -303,18 +324,29 @@ export class Hub extends EventEmitter<HubEvents> {
       parkedBytes: 0,
     }
     this.connections.set(connection.id, connection)
+    this.scope.runInAsyncScope(() => {
+      connection.firstMessageTimer = setTimeout(() => {
+        this.closeConnection(connection, CloseCode.FirstMessageTimeout, 'no message')
+      }, this.options.limits.firstMessageMs)
+      connection.firstMessageTimer.unref()
+    })
     const { intervalMs, timeoutMs } = this.options.heartbeat
     socket.send(welcomeFrame(connection.id, intervalMs, timeoutMs))
     this.safeEmit('connect', { id: connection.id, remoteAddress: context.remoteAddress })
     return {
       message: (data, isBinary) => this.onMessage(connection, data, isBinary),
+      ping: () => {
+        if (!this.takeToken(connection))
+          this.closeConnection(connection, CloseCode.TooManyMessages, 'too many pings')
+      },
       drained: () => this.flushParked(connection),
-      closed: (code) => this.disconnect(connection, code),
+      closed: (code) => this.dropConnection(connection, code),
     }
   }
 
   private onMessage(connection: Connection, data: Buffer, isBinary: boolean): void {
     if (connection.closed) return
+    clearTimeout(connection.firstMessageTimer)
     connection.awaitingPong = false
     if (!this.takeToken(connection)) {
       this.closeConnection(connection, CloseCode.TooManyMessages, 'too many messages')
@@ -339,6 +371,12 @@ export class Hub extends EventEmitter<HubEvents> {
       case 'auth':
         connection.context = contextFromRequest(connection.request, message.token)
         connection.contextKey = contextKey(connection.context)
+        // New credentials: every path is checked again with them (unchanged ones answer `subscribed`).
+        for (const subscription of [...connection.subscriptions.values()]) {
+          this.counters.subscriptions--
+          this.registry.remove(subscription)
+          this.subscribe(connection, subscription.path, subscription.version)
+        }
         return
       case 'pong':
         return
@@ -359,9 +397,10 @@ export class Hub extends EventEmitter<HubEvents> {
     return true
   }
 
-  private disconnect(connection: Connection, code: number): void {
+  private dropConnection(connection: Connection, code: number): void {
     if (!this.connections.delete(connection.id)) return
     connection.closed = true
+    clearTimeout(connection.firstMessageTimer)
     connection.parked.clear()
     connection.parkedBytes = 0
     for (const subscription of [...connection.subscriptions.values()]) {
@@ -476,7 +515,25 @@ export class Hub extends EventEmitter<HubEvents> {
     connection.subscriptions.set(path, subscription)
     resource.pending.add(subscription)
     this.counters.subscriptions++
-    this.joinSnapshot(subscription)
+    if (this.options.authorize) void this.authorizeThenJoin(subscription, this.options.authorize)
+    else this.joinSnapshot(subscription)
+  }
+
+  /** Runs the `authorize` hook, then the snapshot replay, or refuses with 403 and no replay at all. */
+  private async authorizeThenJoin(subscription: Subscription, authorize: Authorize): Promise<void> {
+    const { connection, path, resource } = subscription
+    let allowed = false
+    try {
+      allowed = (await this.scope.runInAsyncScope(() => authorize(path, connection.request))) === true
+    } catch (error) {
+      this.options.logger.error({ err: error, path }, 'listenjs: authorize threw; refusing the subscription')
+    }
+    // Unsubscribed or disconnected meanwhile.
+    if (!resource.pending.has(subscription)) return
+    if (allowed) return this.joinSnapshot(subscription)
+    this.counters.subscriptions--
+    this.registry.remove(subscription)
+    this.refuse(connection, 'unauthorized', 'not authorized', path, 403)
   }
 
   private unsubscribe(subscription: Subscription): void {

@@ -30,6 +30,13 @@ export type Identify = (request: IncomingMessage, path: string) => string | type
 /** Decides whether a browser page from `origin` may connect. */
 export type OriginCheck = (origin: string, request: IncomingMessage) => boolean
 
+/**
+ * Decides, before any replay, whether the socket of `request` may subscribe to `path`. Return (or
+ * resolve) `true` to go on; anything else, or a throw, refuses the subscription with `unauthorized`
+ * (status 403). The replayed GET still decides after it: this is an extra, cheaper gate.
+ */
+export type Authorize = (path: string, request: IncomingMessage) => boolean | Promise<boolean>
+
 /** Bounds on what one client may ask. Each has a default in {@link DEFAULTS}. */
 export interface Limits {
   /** Largest inbound message in bytes; a larger one closes the socket with 1009. @default 16384 */
@@ -45,6 +52,11 @@ export interface Limits {
   messagesPerSecond: number
   /** Burst allowance for `messagesPerSecond` (a reconnect resubscribing everything). @default 600 */
   messageBurst: number
+  /**
+   * Time a new socket has to send its first message (its `auth` or first `subscribe`); after it the
+   * socket is closed with 4407. @default 10000
+   */
+  firstMessageMs: number
   /** Open sockets per remote address; more are refused at the upgrade with HTTP 429. @default 256 */
   connectionsPerAddress: number
   /**
@@ -85,6 +97,16 @@ export interface HubOptions {
   notifyAncestors?: boolean
   /** Groups subscribers whose replays are interchangeable. @default undefined (identity = forwarded request) */
   identify?: Identify
+  /** Refuses subscriptions before any replay. @default undefined (only the replayed GET decides) */
+  authorize?: Authorize
+  /**
+   * Whether the app runs behind a proxy it trusts: the default origin check then takes the scheme
+   * from `X-Forwarded-Proto` (and the host from `X-Forwarded-Host`) instead of the connection. Set
+   * it when the framework trusts its proxy (Fastify `trustProxy`, Express `trust proxy`, Koa
+   * `app.proxy`): listenjs cannot read those settings at the upgrade.
+   * @default false
+   */
+  trustProxy?: boolean
   /** A replay slower than this counts as a 5xx (retried with backoff). @default 10000 */
   replayTimeoutMs?: number
   /** A replay body larger than this counts as a 5xx. @default 1048576 (1 MiB) */
@@ -109,6 +131,8 @@ export interface ResolvedOptions {
   limits: Limits
   notifyAncestors: boolean
   identify: Identify | undefined
+  authorize: Authorize | undefined
+  trustProxy: boolean
   replayTimeoutMs: number
   maxBodyBytes: number
   replayConcurrency: number
@@ -132,6 +156,7 @@ export const DEFAULTS = {
     pathLength: 2048,
     messagesPerSecond: 100,
     messageBurst: 600,
+    firstMessageMs: 10_000,
     connectionsPerAddress: 256,
     softPendingBytes: 524_288,
     hardPendingBytes: 4_194_304,
@@ -142,7 +167,10 @@ export const DEFAULTS = {
   replayConcurrency: 8,
   coalesceWindowMs: 0,
   recheckAfterMs: 0,
-} as const satisfies Omit<ResolvedOptions, 'allowedOrigins' | 'identify' | 'logger'>
+} as const satisfies Omit<
+  ResolvedOptions,
+  'allowedOrigins' | 'identify' | 'authorize' | 'trustProxy' | 'logger'
+>
 
 function invalid(option: string, expected: string, got: unknown): ListenjsError {
   const shown = typeof got === 'string' ? JSON.stringify(got) : String(got)
@@ -181,6 +209,12 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
   if (options.identify !== undefined && typeof options.identify !== 'function') {
     throw invalid('identify', 'a function', options.identify)
   }
+  if (options.authorize !== undefined && typeof options.authorize !== 'function') {
+    throw invalid('authorize', 'a function', options.authorize)
+  }
+  if (options.trustProxy !== undefined && typeof options.trustProxy !== 'boolean') {
+    throw invalid('trustProxy', 'a boolean', options.trustProxy)
+  }
   if (options.notifyAncestors !== undefined && typeof options.notifyAncestors !== 'boolean') {
     throw invalid('notifyAncestors', 'a boolean', options.notifyAncestors)
   }
@@ -205,6 +239,7 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
       pathLength: count('limits.pathLength', limits.pathLength, d.pathLength, 1),
       messagesPerSecond: count('limits.messagesPerSecond', limits.messagesPerSecond, d.messagesPerSecond, 1),
       messageBurst: count('limits.messageBurst', limits.messageBurst, d.messageBurst, 1),
+      firstMessageMs: count('limits.firstMessageMs', limits.firstMessageMs, d.firstMessageMs, 1),
       connectionsPerAddress: count(
         'limits.connectionsPerAddress',
         limits.connectionsPerAddress,
@@ -216,6 +251,8 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
     },
     notifyAncestors: options.notifyAncestors ?? DEFAULTS.notifyAncestors,
     identify: options.identify,
+    authorize: options.authorize,
+    trustProxy: options.trustProxy ?? false,
     replayTimeoutMs: count('replayTimeoutMs', options.replayTimeoutMs, DEFAULTS.replayTimeoutMs, 1),
     maxBodyBytes: count('maxBodyBytes', options.maxBodyBytes, DEFAULTS.maxBodyBytes, 1),
     replayConcurrency: count('replayConcurrency', options.replayConcurrency, DEFAULTS.replayConcurrency, 1),

@@ -26,8 +26,15 @@ export const CloseCode = {
   ServiceRestart: 1012,
   /** A frame was not a valid listenjs message (not JSON, binary, unknown type, wrong field types). */
   BadMessage: 4400,
+  /**
+   * The app closed this connection (`hub.disconnect`), e.g. because its user logged out; the client
+   * reconnects with backoff, with the credentials it has then, and every path is checked again.
+   */
+  Revoked: 4403,
   /** The client offered no `listenjs.v1` subprotocol; retrying cannot help. */
   UnsupportedProtocol: 4406,
+  /** The client sent nothing within `limits.firstMessageMs` of connecting. */
+  FirstMessageTimeout: 4407,
   /** The client did not answer a ping in time. */
   HeartbeatTimeout: 4408,
   /** The client sent messages faster than the server allows. */
