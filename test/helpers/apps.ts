@@ -58,6 +58,32 @@ export class FixtureState {
     return 401
   }
 
+  /** Per-user inboxes: `/users/:user/inbox`, readable by that user only (cookie or bearer token). */
+  readonly inboxes = new Map<string, string[]>()
+  readonly revoked = new Set<string>()
+
+  /** The user of a request: `session=<user>` cookie or `Bearer <user>-token`. */
+  userOf(headers: http.IncomingHttpHeaders): string | undefined {
+    const cookie = /(?:^|;\s*)session=(\w+)/.exec(headers.cookie ?? '')?.[1]
+    const bearer = /^Bearer (\w+)-token$/.exec(headers.authorization ?? '')?.[1]
+    return bearer ?? cookie
+  }
+
+  /** GET /users/:user/inbox: 401 anonymous, 403 another user or revoked, else the messages. */
+  inbox(user: string, headers: http.IncomingHttpHeaders): [number, unknown] {
+    const who = this.userOf(headers)
+    if (who === undefined) return [401, { error: 'unauthorized' }]
+    if (who !== user || this.revoked.has(user)) return [403, { error: 'forbidden' }]
+    return [200, { user, messages: this.inboxes.get(user) ?? [] }]
+  }
+
+  post(user: string, text: string): { ok: true } {
+    const list = this.inboxes.get(user) ?? []
+    list.push(text)
+    this.inboxes.set(user, list)
+    return { ok: true }
+  }
+
   whoami(req: http.IncomingMessage, replay: boolean, secure: boolean): Record<string, unknown> {
     return {
       cookie: req.headers.cookie ?? null,
@@ -233,6 +259,20 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
       return { ok: true }
     })
     app.get('/missing', async (_request, reply) => reply.code(404).send({ error: 'not found' }))
+    app.get<{ Params: { user: string } }>('/users/:user/inbox', async (request, reply) => {
+      const [status, body] = state.inbox(request.params.user, request.headers)
+      return reply.code(status).send(body)
+    })
+    app.post<{ Params: { user: string }; Body: { text: string } }>('/users/:user/inbox', async (request) =>
+      state.post(request.params.user, request.body.text),
+    )
+    app.post<{ Params: { user: string } }>('/users/:user/revoke', async (request) => {
+      state.revoked.add(request.params.user)
+      return { ok: true }
+    })
+    app.get('/local-only', async (request, reply) =>
+      request.ip === '127.0.0.1' ? { local: true } : reply.code(403).send({ error: 'forbidden' }),
+    )
     app.get('/whoami', async (request) =>
       state.whoami(request.raw, fastifyIsReplay(request), request.protocol === 'https'),
     )
@@ -326,6 +366,21 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
       res.json({ ok: true })
     })
     app.get('/missing', (_req, res) => json(res, 404, { error: 'not found' }))
+    app.get('/users/:user/inbox', (req, res) => {
+      const [status, body] = state.inbox(req.params.user, req.headers)
+      json(res, status, body)
+    })
+    app.post('/users/:user/inbox', (req, res) => {
+      res.json(state.post(req.params.user, (req.body as { text: string }).text))
+    })
+    app.post('/users/:user/revoke', (req, res) => {
+      state.revoked.add(req.params.user)
+      res.json({ ok: true })
+    })
+    app.get('/local-only', (req, res) => {
+      if (req.ip === '127.0.0.1') res.json({ local: true })
+      else json(res, 403, { error: 'forbidden' })
+    })
     app.get('/whoami', (req, res) => res.json(state.whoami(req, expressIsReplay(req), req.secure)))
     app.get('/als', (_req, res) => res.json({ value: state.als.getStore()?.user ?? null }))
     app.post('/als', (_req, res) => res.json({ ok: true }))
@@ -441,6 +496,22 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
       state.privateRevoked = true
       ctx.state.listenjs = { changes: ['/private'] } satisfies RouteOptions
       ctx.body = { ok: true }
+    })
+    router.get('/users/:user/inbox', (ctx) => {
+      const [status, body] = state.inbox(ctx.params.user as string, ctx.headers)
+      ctx.status = status
+      ctx.body = body
+    })
+    router.post('/users/:user/inbox', (ctx) => {
+      ctx.body = state.post(ctx.params.user as string, (ctx.request.body as { text: string }).text)
+    })
+    router.post('/users/:user/revoke', (ctx) => {
+      state.revoked.add(ctx.params.user as string)
+      ctx.body = { ok: true }
+    })
+    router.get('/local-only', (ctx) => {
+      ctx.status = ctx.ip === '127.0.0.1' ? 200 : 403
+      ctx.body = ctx.status === 200 ? { local: true } : { error: 'forbidden' }
     })
     router.get('/missing', (ctx) => {
       ctx.status = 404
