@@ -2,6 +2,28 @@
 // prints its URL, and closes gracefully on SIGINT/SIGTERM (forcing an exit after 5 s).
 import { pathToFileURL } from 'node:url'
 
+/**
+ * `{ start(port, host), close() }` for an Express or Koa app with listenjs: `start` listens, attaches
+ * listenjs to the server and resolves with it; `close` closes the hub, then the server.
+ */
+export function lifecycle(app, live) {
+  let server
+  return {
+    start(port = 0, host) {
+      return new Promise((resolve, reject) => {
+        server = app.listen(port, host)
+        server.once('listening', () => resolve(server))
+        server.once('error', reject)
+        live.attach(server)
+      })
+    },
+    async close() {
+      await live.hub.close()
+      if (server?.listening) await new Promise((resolve) => server.close(() => resolve()))
+    },
+  }
+}
+
 /** True when the module at `moduleUrl` is the script Node was started with. */
 export function isMain(moduleUrl) {
   return Boolean(process.argv[1]) && moduleUrl === pathToFileURL(process.argv[1]).href

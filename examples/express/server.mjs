@@ -5,7 +5,7 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import express from 'express'
 import { listenjs } from 'listenjs/express'
-import { isMain, runFromCommandLine } from '../run.mjs'
+import { isMain, lifecycle, runFromCommandLine } from '../run.mjs'
 import { createStore, timeRangeError, validateAppointment } from '../calendar/store.mjs'
 
 const dirname = path.dirname(fileURLToPath(import.meta.url))
@@ -75,22 +75,7 @@ export function createServer({ store = createStore(), listenjs: liveOptions = {}
       .json({ statusCode: status, error: STATUS_CODES[status], message: errorMessage(err, status) })
   })
 
-  let server
-  return {
-    app,
-    live,
-    store,
-    start(port = 0, host) {
-      return new Promise((resolve, reject) => {
-        server = app.listen(port, host, (error) => (error ? reject(error) : resolve(server)))
-        live.attach(server)
-      })
-    },
-    async close() {
-      await live.hub.close()
-      if (server?.listening) await new Promise((resolve) => server.close(() => resolve()))
-    },
-  }
+  return { app, live, store, ...lifecycle(app, live) }
 }
 
 if (isMain(import.meta.url)) await runFromCommandLine(createServer(), { name: 'Express', defaultPort: 3001 })

@@ -9,7 +9,7 @@ import Koa from 'koa'
 import { Router } from '@koa/router'
 import { bodyParser } from '@koa/bodyparser'
 import { listenjs } from 'listenjs/koa'
-import { isMain, runFromCommandLine } from '../run.mjs'
+import { isMain, lifecycle, runFromCommandLine } from '../run.mjs'
 import { createStore, timeRangeError, validateAppointment } from '../calendar/store.mjs'
 
 const dirname = path.dirname(fileURLToPath(import.meta.url))
@@ -83,24 +83,7 @@ export function createServer({ store = createStore(), listenjs: liveOptions = {}
   app.use(serveStatic('/listenjs/', path.resolve(dirname, '../../dist')))
   app.use(serveStatic('/', path.join(dirname, '../calendar/public')))
 
-  let server
-  return {
-    app,
-    live,
-    store,
-    start(port = 0, host) {
-      return new Promise((resolve, reject) => {
-        server = app.listen(port, host)
-        server.once('listening', () => resolve(server))
-        server.once('error', reject)
-        live.attach(server)
-      })
-    },
-    async close() {
-      await live.hub.close()
-      if (server?.listening) await new Promise((resolve) => server.close(() => resolve()))
-    },
-  }
+  return { app, live, store, ...lifecycle(app, live) }
 }
 
 const TYPES = {
