@@ -114,4 +114,87 @@ describe('client on the wire', () => {
     expect(client.recovered()).toBe(true)
     expect(client.headers()).toEqual({ 'X-Listenjs-Client': 'c2' })
   })
+  it('a cookie client refused with 401 reconnects once and recovers on the new socket, reporting nothing', async () => {
+    // Plays a server whose session cookie was rotated: the first socket's credentials are refused,
+    // the next upgrade carries the new cookie and is allowed.
+    onConnection = (ws) => {
+      const n = connections
+      ws.send(
+        JSON.stringify({
+          type: 'welcome',
+          id: `c${n}`,
+          heartbeat: { intervalMs: 10_000, timeoutMs: 10_000 },
+        }),
+      )
+      ws.on('message', (raw) => {
+        const message = JSON.parse(String(raw)) as { type: string; path: string }
+        if (message.type !== 'subscribe') return
+        ws.send(
+          JSON.stringify(
+            n === 1
+              ? { type: 'error', code: 'unauthorized', message: 'x', path: message.path, status: 401 }
+              : { type: 'data', path: message.path, version: 'v1', snapshot: true, json: 'inbox' },
+          ),
+        )
+      })
+    }
+    const errors: unknown[] = []
+    const values: unknown[] = []
+    const off = client.listen('/inbox', (value) => values.push(value), { onError: (e) => errors.push(e) })
+    await off.ready
+    expect(values).toEqual(['inbox'])
+    expect(errors).toEqual([])
+    expect(connections).toBe(2)
+    expect(client.status()).toBe('open')
+  })
+
+  it('a cookie client refused with 401 on the new socket too reports it and stops reconnecting', async () => {
+    onConnection = (ws) => {
+      ws.send(
+        JSON.stringify({ type: 'welcome', id: 'c', heartbeat: { intervalMs: 10_000, timeoutMs: 10_000 } }),
+      )
+      ws.on('message', (raw) => {
+        const message = JSON.parse(String(raw)) as { type: string; path: string }
+        if (message.type !== 'subscribe') return
+        const error = { type: 'error', code: 'unauthorized', message: 'x', path: message.path, status: 401 }
+        ws.send(JSON.stringify(error))
+      })
+    }
+    const off = client.listen('/inbox', () => {})
+    await expect(off.ready).rejects.toMatchObject({ code: 'unauthorized', status: 401 })
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(connections).toBe(2)
+    expect(client.status()).toBe('open')
+  })
+
+  it('reauthenticate() sends the new token on the same socket and keeps the subscription', async () => {
+    let token = 'old'
+    client.close()
+    const { port } = server.address() as AddressInfo
+    client = createClient({ url: `ws://127.0.0.1:${port}/listen`, WebSocket, auth: () => token })
+    onConnection = (ws) => {
+      ws.send(
+        JSON.stringify({ type: 'welcome', id: 'c1', heartbeat: { intervalMs: 10_000, timeoutMs: 10_000 } }),
+      )
+      ws.on('message', (raw) => {
+        const message = JSON.parse(String(raw)) as { type: string; path: string }
+        if (message.type === 'subscribe')
+          ws.send(
+            JSON.stringify({ type: 'data', path: message.path, version: 'v1', snapshot: true, json: 1 }),
+          )
+      })
+    }
+    const values: unknown[] = []
+    await client.listen('/x', (value) => values.push(value)).ready
+    token = 'new'
+    await client.reauthenticate()
+    await until(() => received.includes('{"type":"auth","token":"new"}'))
+    expect(received).toEqual([
+      '{"type":"auth","token":"old"}',
+      '{"type":"subscribe","path":"/x"}',
+      '{"type":"auth","token":"new"}',
+    ])
+    expect(connections).toBe(1)
+    expect(values).toEqual([1])
+  })
 })

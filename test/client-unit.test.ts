@@ -459,7 +459,7 @@ describe('refused paths', () => {
     client.listen('/missing', () => {})
     client.listen('/flaky', () => {})
     latest().open()
-    latest().receive({ type: 'error', code: 'unauthorized', message: 'x', path: '/secret', status: 401 })
+    latest().receive({ type: 'error', code: 'unauthorized', message: 'x', path: '/secret', status: 403 })
     latest().receive({ type: 'error', code: 'not_found', message: 'x', path: '/missing', status: 404 })
     latest().receive({ type: 'error', code: 'failed', message: 'x', path: '/flaky', status: 500 })
     latest().drop(1006)
@@ -1198,4 +1198,286 @@ describe('graceful restart', () => {
       expect(onData).toHaveBeenCalledTimes(1)
     },
   )
+})
+
+describe('token refresh', () => {
+  test('reauthenticate() sends a fresh token over the open socket without reconnecting; listeners stay', async () => {
+    let n = 0
+    const client = makeClient({ auth: () => `t${++n}` })
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    latest().open()
+    await flush()
+    latest().receive(welcome())
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    await client.reauthenticate()
+    expect(FakeSocket.instances).toHaveLength(1)
+    expect(latest().closedWith).toBeUndefined()
+    expect(client.status()).toBe('open')
+    expect(latest().sent).toEqual([
+      { type: 'auth', token: 't1' },
+      { type: 'subscribe', path: '/a' },
+      { type: 'auth', token: 't2' },
+    ])
+    // The server re-checks /a with the new token: unchanged is silent, a new state is delivered.
+    latest().receive(subscribed('/a'))
+    expect(onData).toHaveBeenCalledTimes(1)
+    latest().receive(data('/a', { json: 2, version: 'v2', snapshot: true }))
+    expect(onData).toHaveBeenLastCalledWith(2, expect.objectContaining({ path: '/a', version: 'v2' }))
+  })
+
+  test('reauthenticate() sends a string auth option as it is', async () => {
+    const client = makeClient({ auth: 'secret' })
+    client.listen('/a', () => {})
+    latest().open()
+    await client.reauthenticate()
+    expect(latest().types()).toEqual(['auth', 'subscribe', 'auth'])
+    expect(latest().sent[2]).toEqual({ type: 'auth', token: 'secret' })
+  })
+
+  test('reauthenticate() without an auth option rejects with invalid_option', async () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    latest().open()
+    await expect(client.reauthenticate()).rejects.toMatchObject({
+      name: 'ListenjsError',
+      code: 'invalid_option',
+    })
+    expect(latest().sent).toEqual([{ type: 'subscribe', path: '/a' }])
+  })
+
+  test('reauthenticate() while not connected resolves at once without calling auth; the next socket sends it', async () => {
+    const auth = jest.fn(() => 'tok')
+    const client = makeClient({ auth })
+    await client.reauthenticate()
+    expect(auth).not.toHaveBeenCalled()
+    client.listen('/a', () => {})
+    latest().open()
+    await flush()
+    expect(auth).toHaveBeenCalledTimes(1)
+    expect(latest().sent[0]).toEqual({ type: 'auth', token: 'tok' })
+  })
+
+  test('reauthenticate() rejects with the error of an auth function that fails, and keeps the socket', async () => {
+    let fail = false
+    const client = makeClient({
+      auth: async () => {
+        if (fail) throw new Error('refresh failed')
+        return 't'
+      },
+    })
+    client.listen('/a', () => {})
+    latest().open()
+    await flush()
+    fail = true
+    await expect(client.reauthenticate()).rejects.toThrow('refresh failed')
+    expect(client.status()).toBe('open')
+    expect(FakeSocket.instances).toHaveLength(1)
+  })
+
+  test('with an auth option a 401 is reported at once, without reconnecting', async () => {
+    const client = makeClient({ auth: 'old' })
+    const onError = jest.fn()
+    const off = client.listen('/a', () => {}, { onError })
+    latest().open()
+    latest().receive({ type: 'error', code: 'unauthorized', message: 'x', path: '/a', status: 401 })
+    jest.runOnlyPendingTimers()
+    expect(FakeSocket.instances).toHaveLength(1)
+    expect(onError).toHaveBeenCalledWith(expect.objectContaining({ code: 'unauthorized', status: 401 }))
+    await expect(off.ready).rejects.toMatchObject({ code: 'unauthorized', status: 401 })
+  })
+
+  test('reauthenticate() subscribes again the paths refused as unauthorized, not the others', async () => {
+    let token = 'old'
+    const client = makeClient({ auth: () => token })
+    const onData = jest.fn()
+    client.listen('/a', onData)
+    client.listen('/missing', () => {})
+    client.listen('/b', () => {})
+    latest().open()
+    await flush()
+    latest().receive(data('/b', { json: 'b', snapshot: true }))
+    latest().receive({ type: 'error', code: 'unauthorized', message: 'x', path: '/a', status: 401 })
+    latest().receive({ type: 'error', code: 'not_found', message: 'x', path: '/missing', status: 404 })
+    latest().sent.length = 0
+    token = 'new'
+    await client.reauthenticate()
+    expect(latest().sent).toEqual([
+      { type: 'auth', token: 'new' },
+      { type: 'subscribe', path: '/a' },
+    ])
+    latest().receive(data('/a', { json: 'a', snapshot: true }))
+    expect(onData).toHaveBeenCalledWith('a', expect.objectContaining({ path: '/a', kind: 'snapshot' }))
+  })
+})
+
+describe('cookie sessions', () => {
+  const unauthorized = (path: string, status: number): Frame => ({
+    type: 'error',
+    code: 'unauthorized',
+    message: 'not authorized',
+    path,
+    status,
+  })
+
+  test('without an auth option a 401 reconnects once, resubscribing everything, and reports nothing', async () => {
+    const client = makeClient({ reconnect: false })
+    const onError = jest.fn()
+    const onData = jest.fn()
+    const seen: Status[] = []
+    client.onStatus((status) => seen.push(status))
+    const off = client.listen('/a', onData, { onError })
+    client.listen('/b', () => {}, { onError })
+    const first = latest()
+    first.open()
+    first.receive(welcome())
+    first.receive(data('/b', { json: 'b', snapshot: true }))
+    first.receive(data('/a', { json: 'a', snapshot: true }))
+    // The session cookie was rotated by a re-login: a push replay of /a now answers 401.
+    first.receive(unauthorized('/a', 401))
+    expect(first.closedWith).toBe(1000)
+    expect(client.status()).toBe('reconnecting')
+    jest.advanceTimersByTime(0)
+    expect(FakeSocket.instances).toHaveLength(2)
+    const second = latest()
+    second.open()
+    second.receive(welcome(1000, 500, 'c2'))
+    expect(second.sent).toEqual([
+      { type: 'subscribe', path: '/a', version: 'v1' },
+      { type: 'subscribe', path: '/b', version: 'v1' },
+    ])
+    second.receive(subscribed('/a'))
+    second.receive(subscribed('/b'))
+    expect(onError).not.toHaveBeenCalled()
+    expect(onData).toHaveBeenCalledTimes(1)
+    expect(await outcome(off.ready)).toBe('resolved')
+    expect(seen).toEqual(['connecting', 'open', 'reconnecting', 'open'])
+  })
+
+  test('a 401 again after that reconnect is reported through onError with status 401, and ready rejects', async () => {
+    const client = makeClient()
+    const onError = jest.fn()
+    const off = client.listen('/a', () => {}, { onError })
+    latest().open()
+    latest().receive(unauthorized('/a', 401))
+    expect(onError).not.toHaveBeenCalled()
+    jest.advanceTimersByTime(0)
+    latest().open()
+    latest().receive(unauthorized('/a', 401))
+    expect(onError).toHaveBeenCalledTimes(1)
+    expect(onError).toHaveBeenCalledWith(
+      expect.objectContaining({ code: 'unauthorized', status: 401, path: '/a' }),
+    )
+    await expect(off.ready).rejects.toMatchObject({ code: 'unauthorized', status: 401 })
+    // Exactly one reconnect, and the socket stays.
+    jest.runOnlyPendingTimers()
+    expect(FakeSocket.instances).toHaveLength(2)
+    expect(client.status()).toBe('open')
+  })
+
+  test('401s of several paths in one episode cause one reconnect; the repeated ones are all reported', () => {
+    const client = makeClient()
+    const onError = jest.fn()
+    for (const path of ['/a', '/b', '/c']) client.listen(path, () => {}, { onError })
+    latest().open()
+    latest().receive(unauthorized('/a', 401))
+    latest().receive(unauthorized('/b', 401))
+    jest.advanceTimersByTime(0)
+    latest().open()
+    expect(latest().types()).toEqual(['subscribe', 'subscribe', 'subscribe'])
+    latest().receive(unauthorized('/b', 401))
+    latest().receive(unauthorized('/a', 401))
+    latest().receive(unauthorized('/c', 401))
+    jest.runOnlyPendingTimers()
+    expect(FakeSocket.instances).toHaveLength(2)
+    expect(onError.mock.calls.map(([error]) => (error as ListenjsError).path)).toEqual(['/b', '/a', '/c'])
+  })
+
+  test('a new episode after the reconnect succeeded gets its own single reconnect', () => {
+    const client = makeClient()
+    const onError = jest.fn()
+    client.listen('/a', () => {}, { onError })
+    latest().open()
+    latest().receive(unauthorized('/a', 401))
+    jest.advanceTimersByTime(0)
+    latest().open()
+    latest().receive(data('/a', { json: 1, snapshot: true }))
+    latest().receive(unauthorized('/a', 401))
+    jest.advanceTimersByTime(0)
+    expect(FakeSocket.instances).toHaveLength(3)
+    expect(onError).not.toHaveBeenCalled()
+  })
+
+  test('a 403 is reported at once, without reconnecting (forbidden is not a stale cookie)', async () => {
+    const client = makeClient()
+    const onError = jest.fn()
+    const off = client.listen('/a', () => {}, { onError })
+    latest().open()
+    latest().receive(unauthorized('/a', 403))
+    jest.runOnlyPendingTimers()
+    expect(FakeSocket.instances).toHaveLength(1)
+    expect(latest().closedWith).toBeUndefined()
+    expect(onError).toHaveBeenCalledWith(expect.objectContaining({ code: 'unauthorized', status: 403 }))
+    await expect(off.ready).rejects.toMatchObject({ status: 403 })
+  })
+
+  test('a client closed from a status listener during that reconnect opens no new socket', () => {
+    const client = makeClient()
+    client.onStatus((status) => {
+      if (status === 'reconnecting') client.close()
+    })
+    client.listen('/a', () => {})
+    latest().open()
+    latest().receive(unauthorized('/a', 401))
+    jest.runOnlyPendingTimers()
+    expect(FakeSocket.instances).toHaveLength(1)
+    expect(client.status()).toBe('closed')
+    expect(jest.getTimerCount()).toBe(0)
+  })
+})
+
+describe('refusals never cause a reconnect loop', () => {
+  test("a path refused with 'limit' keeps the socket and is not resubscribed on a later reconnect", () => {
+    const client = makeClient()
+    const onError = jest.fn()
+    const paths = Array.from({ length: 257 }, (_, i) => `/p${i}`)
+    for (const path of paths) client.listen(path, () => {}, { onError })
+    latest().open()
+    latest().receive(welcome())
+    for (const path of paths.slice(0, 256)) latest().receive(data(path, { json: path, snapshot: true }))
+    latest().receive({ type: 'error', code: 'limit', message: 'too many subscriptions', path: '/p256' })
+    jest.advanceTimersByTime(100)
+    expect(FakeSocket.instances).toHaveLength(1)
+    expect(latest().closedWith).toBeUndefined()
+    expect(client.status()).toBe('open')
+    expect(onError).toHaveBeenCalledTimes(1)
+    expect(onError).toHaveBeenCalledWith(expect.objectContaining({ code: 'limit', path: '/p256' }))
+
+    const socket = reconnect()
+    expect(socket.sent).toHaveLength(256)
+    expect(socket.sent.map((frame) => frame.path)).not.toContain('/p256')
+    for (const path of paths.slice(0, 256)) socket.receive(subscribed(path))
+    expect(client.recovered()).toBe(true)
+    jest.advanceTimersByTime(100)
+    expect(FakeSocket.instances).toHaveLength(2)
+
+    // Listening to it again is the app's decision, and subscribes it again.
+    client.listen('/p256', () => {})
+    expect(socket.sent[256]).toEqual({ type: 'subscribe', path: '/p256' })
+  })
+
+  test.each([
+    ['bad_path', undefined],
+    ['not_found', 404],
+    ['unauthorized', 403],
+  ])("a path refused with '%s' causes no reconnect and is not resubscribed", (code, status) => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    client.listen('/x', () => {})
+    latest().open()
+    latest().receive({ type: 'error', code, message: 'x', path: '/x', status })
+    jest.runOnlyPendingTimers()
+    expect(FakeSocket.instances).toHaveLength(1)
+    expect(reconnect().sent).toEqual([{ type: 'subscribe', path: '/a' }])
+  })
 })

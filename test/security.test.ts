@@ -3,6 +3,8 @@
  * bearer), revocation, token refresh, the `authorize` hook, `hub.disconnect`, the real remote
  * address and Host in replays, and replays that cannot be forged or multiplied.
  */
+import WebSocket from 'ws'
+import { createClient } from '../src/client'
 import { FRAMEWORKS, startFixture, type Fixture } from './helpers/apps'
 import { closeAll, connect, json, plain, sleep, until } from './helpers/plain'
 import { TestClient, type Frame } from './helpers/tclient'
@@ -318,4 +320,51 @@ describe('replays cannot be forged or multiplied', () => {
     }
     expect(most).toBeLessThanOrEqual(4)
   }, 60_000)
+})
+
+describe('cookie sessions rotate', () => {
+  it('a session cookie replaced by a re-login does not leave the user refused: one reconnect, then success', async () => {
+    // Valid sessions; a re-login replaces the old one.
+    const sessions = new Set(['s1'])
+    const server = await plain((req, res) => {
+      const sid = /session=(\w+)/.exec(req.headers.cookie ?? '')?.[1]
+      if (req.method === 'POST') {
+        json(res, 200, { ok: true })
+        return
+      }
+      if (!sid || !sessions.has(sid)) json(res, 401, { error: 'log in again' })
+      else json(res, 200, { sid, at: Date.now() })
+    })
+    // A browser sends its current cookies on every upgrade: the jar is read at each connection.
+    const jar = { cookie: 'session=s1' }
+    class BrowserLikeWebSocket extends WebSocket {
+      constructor(url: string, protocols?: string | string[]) {
+        super(url, protocols, { headers: { cookie: jar.cookie } })
+      }
+    }
+    const client = createClient({
+      url: server.wsUrl,
+      WebSocket: BrowserLikeWebSocket,
+      reconnect: { initialDelayMs: 10, maxDelayMs: 100 },
+    })
+    try {
+      const errors: unknown[] = []
+      const seen: string[] = []
+      await client.listen<{ sid: string }>('/me', (me) => seen.push(me.sid), {
+        onError: (e) => errors.push(e),
+      }).ready
+      let connects = 0
+      server.hub.on('connect', () => connects++)
+      // Re-login: the old session dies, the browser holds the new cookie.
+      sessions.delete('s1')
+      sessions.add('s2')
+      jar.cookie = 'session=s2'
+      await fetch(`${server.url}/me`, { method: 'POST' })
+      await until(() => seen.at(-1) === 's2', 5000)
+      expect(errors).toEqual([])
+      expect(connects).toBe(1)
+    } finally {
+      client.close()
+    }
+  })
 })

@@ -134,6 +134,17 @@ export interface Connection {
   send(message: ClientMessage): void
   /** Closes the socket with 1000, clears every timer; status → `closed`. Idempotent. */
   close(): void
+  /**
+   * Closes the current socket with 1000 and opens a new one in the next macrotask, without backoff
+   * and whatever the reconnect options; status → `reconnecting`. The new socket's `ready` is a reconnect.
+   */
+  reconnect(): void
+  /**
+   * Calls the `auth` option again and sends its token on the socket when it is ready; does nothing
+   * more when it is not (the next socket sends a fresh token first anyway).
+   * @throws ListenjsError `invalid_option` (as a rejection) when there is no `auth` option.
+   */
+  reauthenticate(): Promise<void>
   /** The current status. */
   status(): Status
   /** The id from the current socket's `welcome`; undefined while there is none. */
@@ -201,6 +212,10 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
     // A socket can die without a close event (sleeping laptop, dropped NAT entry): hearing nothing
     // for a whole heartbeat period plus its timeout means the server is gone.
     silenceTimer = setTimeout(() => lost(4408, true), silenceMs)
+  }
+
+  function send(message: ClientMessage): void {
+    if (ready && socket) write(socket, message)
   }
 
   function connect(): void {
@@ -274,13 +289,23 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
       setStatus('connecting')
       connect()
     },
-    send(message) {
-      if (ready && socket) write(socket, message)
-    },
+    send,
     close() {
       release(1000)
       attempt = 0
       setStatus('closed')
+    },
+    reconnect() {
+      release(1000)
+      // Set before the status change, so that a status listener calling `close()` clears it.
+      retryTimer = setTimeout(connect)
+      setStatus('reconnecting')
+    },
+    async reauthenticate() {
+      const auth = config.auth
+      if (auth === undefined) throw new ListenjsError('invalid_option', 'no auth option')
+      // The token is awaited only when there is a ready socket to send it on; `send` checks again after.
+      if (ready) send({ type: 'auth', token: typeof auth === 'string' ? auth : await auth() })
     },
     status: () => current,
     id: () => id,

@@ -44,10 +44,20 @@ export interface ClientOptions {
    */
   heartbeat?: false
   /**
-   * A bearer token, or a function returning one, called on each (re)connect. Sent as the first message;
-   * the hub forwards it to replays as `Authorization: Bearer <token>`. A function that throws or rejects
-   * counts as a failed connection and is retried with backoff.
-   * @default undefined (no auth message)
+   * A bearer token, or a function returning one, called on each (re)connect and by
+   * {@link Client.reauthenticate}. Sent as the first message (never in the URL); the hub forwards it to
+   * replays as `Authorization: Bearer <token>`. A function that throws or rejects counts as a failed
+   * connection and is retried with backoff. A path refused with 401 is reported at once through
+   * `onError`: refresh the token and call {@link Client.reauthenticate}, which keeps every listener.
+   *
+   * Without it the client is cookie-authenticated: the browser sends its cookies on each WebSocket
+   * upgrade, and only then. Since a session cookie may have been rotated (a re-login) after the socket
+   * opened, a path refused with 401 is not reported at once: the client closes the socket and opens a new
+   * one right away (whatever `reconnect` says), resubscribing every path with the version it holds. Only
+   * a path refused with 401 again on that socket is reported (`onError`, and its `ready` rejects). This
+   * happens at most once per episode: further 401s are reported at once until every path resubscribed by
+   * that reconnect has answered. A 403 (forbidden, not a stale session) is always reported at once.
+   * @default undefined (no auth message; cookies only)
    */
   auth?: string | (() => string | Promise<string>)
 }
@@ -79,6 +89,20 @@ export interface Client {
    * with no path listened calls nothing. Returns the function that stops the listener.
    */
   onResync(listener: (info: ResyncInfo) => void): () => void
+  /**
+   * Sends fresh credentials without reconnecting: calls the `auth` option again (a string is sent as it
+   * is) and sends its token over the open socket. Every listener stays registered. The server checks
+   * each path it holds again with the new token: an unchanged state is not delivered again, a state that
+   * differs for the new credentials is delivered (`kind: 'snapshot'`), and a path the new token may not
+   * see is refused through `onError` (`unauthorized`, status 401 or 403) and no longer held. Paths
+   * refused as `unauthorized` earlier (an expired token) are subscribed again with the new token.
+   *
+   * Resolves once the token was sent, or at once when no socket is open (the next socket sends a fresh
+   * token first anyway). Rejects with the auth function's error if it fails.
+   * @throws ListenjsError `invalid_option` (as a rejection) when the client has no `auth` option:
+   * cookie-authenticated clients reconnect by themselves on a 401 (see {@link ClientOptions.auth}).
+   */
+  reauthenticate(): Promise<void>
   /**
    * `{ 'X-Listenjs-Client': id }` with the id the server gave the current connection, `{}` while not
    * connected. Spread it into the headers of your own writes (`fetch(url, { method: 'POST', headers:
@@ -122,6 +146,7 @@ export function createClient(options: ClientOptions = {}): Client {
     send: (message) => connection.send(message),
     idle: () => connection.close(),
     id: () => connection.id(),
+    reconnect: options.auth === undefined ? () => connection.reconnect() : undefined,
   })
   const connection = createConnection(
     { url, WebSocket, reconnect, heartbeat: options.heartbeat !== false, auth: options.auth },
@@ -138,6 +163,10 @@ export function createClient(options: ClientOptions = {}): Client {
     onStatus: connection.onStatus,
     recovered: subscriptions.recovered,
     onResync: subscriptions.onResync,
+    async reauthenticate() {
+      await connection.reauthenticate()
+      subscriptions.reauthorized()
+    },
     headers(): Record<string, string> {
       const id = connection.id()
       return id ? { 'X-Listenjs-Client': id } : {}

@@ -46,7 +46,9 @@ export interface Meta {
 export interface ListenOptions {
   /**
    * The subscription was refused or ended (`unauthorized`, `not_found`, `failed`, `bad_path`, `limit`),
-   * or the client gave up on the connection (`closed`, after which this listener is dropped).
+   * or the client gave up on the connection (`closed`, after which this listener is dropped). A client
+   * without an `auth` option reports a 401 only if it comes again after one fresh socket (see
+   * `ClientOptions.auth`).
    * @default undefined (errors are not reported)
    */
   onError?: (error: ListenjsError) => void
@@ -99,6 +101,11 @@ export interface SubscriptionLink {
   idle(): void
   /** The id the server gave the current connection, if it gave one. */
   id(): string | undefined
+  /**
+   * Set for a cookie-authenticated client (no `auth` option): opens a new socket, so that the browser
+   * sends its current cookies. A path refused with 401 calls it once before the refusal is reported.
+   */
+  reconnect?(): void
 }
 
 /** The listeners of one client, keyed by path. */
@@ -110,6 +117,8 @@ export interface Subscriptions {
    * permanent reason. With `reconnect`, starts a recovery round that ends when every path answered.
    */
   resubscribe(reconnect?: boolean): void
+  /** New credentials were sent: subscribes again every path refused as `unauthorized`. */
+  reauthorized(): void
   /** Hands a `data`, `subscribed`, `gone` or `error` message to the listeners of its path. */
   receive(message: DataMessage | SubscribedMessage | GoneMessage | ErrorMessage): void
   /**
@@ -134,6 +143,8 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
   let changed: string[] = []
   let gap = false
   let recovered = false
+  // Set when a 401 made the client reconnect; until that reconnect's round ends, 401s are reported.
+  let retrying = false
 
   // `version` is left out of the frame (JSON drops `undefined`) while no value is held.
   const subscribe = (path: string, entry: Entry): void => {
@@ -149,6 +160,7 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
     if (path) changed.push(path)
     if (round.size) return
     round = undefined
+    retrying = false
     recovered = !gap
     const info = { recovered, changed }
     for (const listener of [...resyncListeners]) callSafely(listener, info)
@@ -210,6 +222,15 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
       if (!round?.size) {
         round = undefined
         recovered = !!reconnect
+        retrying = false
+      }
+    },
+
+    reauthorized() {
+      for (const [path, entry] of entries) {
+        if (entry.refusal !== 'unauthorized') continue
+        entry.refusal = undefined
+        subscribe(path, entry)
       }
     },
 
@@ -263,10 +284,18 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
             callSafely(listener.options?.onGone, { path, status: message.status })
           break
         case 'error': {
+          entry.awaiting = false
+          // A cookie session may have rotated since this socket opened (the browser sent its cookies
+          // once, on the upgrade): a 401 gets one fresh socket before it is reported. The path keeps
+          // its value, so an unchanged state is not delivered again.
+          if (message.status === 401 && link.reconnect && !retrying) {
+            retrying = true
+            link.reconnect()
+            break
+          }
           const error = new ListenjsError(message.code, message.message, { status: message.status, path })
           // The server no longer holds the subscription, so the value stops being current.
           entry.value = undefined
-          entry.awaiting = false
           entry.refusal = message.code
           for (const listener of listeners) {
             callSafely(listener.options?.onError, error)
