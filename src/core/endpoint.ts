@@ -9,8 +9,8 @@ import type { HubSocket } from './registry'
 /** What the hub gets back for each accepted socket: where to send its messages, drains and close. */
 export interface SocketSinks {
   message(data: Buffer, isBinary: boolean): void
-  /** The client sent a WebSocket ping frame (ws answers it); counted like a message. */
-  ping(): void
+  /** The client sent a WebSocket ping frame; counted like a message. Answered with a pong if true. */
+  ping(): boolean
   /** A frame given to `send` reached the kernel: unsent bytes went down. */
   drained(): void
   closed(code: number): void
@@ -44,6 +44,8 @@ export function createEndpoint(
     maxPayload: options.limits.messageBytes,
     // Compression would be per socket; a frame shared by a group is written as it is.
     perMessageDeflate: false,
+    // Pings are answered by the hub after its rate limit, so a ping flood gets 4429, not a silent cut.
+    autoPong: false,
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   })
   const perAddress = new Map<string, number>()
@@ -97,7 +99,9 @@ export function createEndpoint(
       req,
     )
     ws.on('message', (data, isBinary) => sinks.message(data as Buffer, isBinary))
-    ws.on('ping', () => sinks.ping())
+    ws.on('ping', (data) => {
+      if (sinks.ping()) ws.pong(data)
+    })
     ws.once('close', (code) => {
       release(address)
       if (raw && corked.delete(raw)) raw.uncork()

@@ -316,6 +316,7 @@ export class Hub extends EventEmitter<HubEvents> {
       contextKey: contextKey(context),
       subscriptions: new Map(),
       awaitingPong: false,
+      recheck: undefined,
       firstMessageTimer: undefined,
       tokens: this.options.limits.messageBurst,
       tokensAt: Date.now(),
@@ -336,8 +337,9 @@ export class Hub extends EventEmitter<HubEvents> {
     return {
       message: (data, isBinary) => this.onMessage(connection, data, isBinary),
       ping: () => {
-        if (!this.takeToken(connection))
-          this.closeConnection(connection, CloseCode.TooManyMessages, 'too many pings')
+        if (this.takeToken(connection)) return true
+        this.closeConnection(connection, CloseCode.TooManyMessages, 'too many pings')
+        return false
       },
       drained: () => this.flushParked(connection),
       closed: (code) => this.dropConnection(connection, code),
@@ -369,22 +371,48 @@ export class Hub extends EventEmitter<HubEvents> {
         return
       }
       case 'auth':
+        // New credentials re-check every path the socket holds: that work is paid for in rate-limit
+        // tokens, one per subscription, so a flood of `auth` messages is cut off, not served.
+        if (!this.takeToken(connection, connection.subscriptions.size)) {
+          this.closeConnection(connection, CloseCode.TooManyMessages, 'too many messages')
+          return
+        }
         connection.context = contextFromRequest(connection.request, message.token)
         connection.contextKey = contextKey(connection.context)
-        // New credentials: every path is checked again with them (unchanged ones answer `subscribed`).
-        for (const subscription of [...connection.subscriptions.values()]) {
-          this.counters.subscriptions--
-          this.registry.remove(subscription)
-          this.subscribe(connection, subscription.path, subscription.version)
-        }
+        this.recheck(connection)
         return
       case 'pong':
         return
     }
   }
 
+  /**
+   * Checks the paths `connection` holds again with its current credentials, once per turn however
+   * many `auth` messages arrived in it (unchanged ones answer `subscribed`). Subscriptions made after
+   * the `auth` already use the new credentials and are left alone.
+   */
+  private recheck(connection: Connection): void {
+    if (connection.subscriptions.size === 0) return
+    const due = connection.recheck ?? new Set()
+    for (const subscription of connection.subscriptions.values()) due.add(subscription)
+    if (connection.recheck) return
+    connection.recheck = due
+    this.scope.runInAsyncScope(() =>
+      setImmediate(() => {
+        connection.recheck = undefined
+        if (connection.closed || this.closing) return
+        for (const subscription of due) {
+          if (connection.subscriptions.get(subscription.path) !== subscription) continue
+          this.counters.subscriptions--
+          this.registry.remove(subscription)
+          this.subscribe(connection, subscription.path, subscription.version)
+        }
+      }),
+    )
+  }
+
   /** A token bucket per socket: `messagesPerSecond` on average, bursts up to `messageBurst`. */
-  private takeToken(connection: Connection): boolean {
+  private takeToken(connection: Connection, cost = 1): boolean {
     const { messagesPerSecond, messageBurst } = this.options.limits
     const now = Date.now()
     connection.tokens = Math.min(
@@ -392,8 +420,8 @@ export class Hub extends EventEmitter<HubEvents> {
       connection.tokens + ((now - connection.tokensAt) * messagesPerSecond) / 1000,
     )
     connection.tokensAt = now
-    if (connection.tokens < 1) return false
-    connection.tokens -= 1
+    if (connection.tokens < cost) return false
+    connection.tokens -= cost
     return true
   }
 

@@ -61,6 +61,9 @@ export function retryPolicy(code: number): 'now' | 'backoff' | 'slow' | 'never' 
     case CloseCode.GoingAway:
     case CloseCode.ServiceRestart:
       return 'now'
+    case 1002: // protocol error (a malformed WebSocket frame)
+    case 1007: // a text frame that is not UTF-8
+    case 1008: // policy violation (e.g. too many fragments)
     case CloseCode.MessageTooBig:
     case CloseCode.BadMessage:
     case CloseCode.TooManyMessages:
@@ -235,7 +238,9 @@ export function parseClientMessage(data: unknown): Parsed<ClientMessage> {
       if (typeof value.path !== 'string') return fail('unsubscribe needs a string path')
       return { ok: true, message: { type: 'unsubscribe', path: value.path } }
     case 'auth':
-      if (typeof value.token !== 'string') return fail('auth needs a string token')
+      // RFC 6750 token characters only: the token becomes a header value in every replay.
+      if (typeof value.token !== 'string' || !/^[A-Za-z0-9\-._~+/]+=*$/.test(value.token))
+        return fail('auth needs a bearer token (RFC 6750 characters)')
       return { ok: true, message: { type: 'auth', token: value.token } }
     case 'pong':
       return { ok: true, message: { type: 'pong' } }

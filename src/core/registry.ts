@@ -27,6 +27,8 @@ export interface Connection {
   contextKey: string
   readonly subscriptions: Map<string, Subscription>
   awaitingPong: boolean
+  /** Subscriptions to check again with new credentials at the end of this turn. */
+  recheck: Set<Subscription> | undefined
   /** Closes the socket when it sends nothing within `limits.firstMessageMs`; cleared by its first message. */
   firstMessageTimer: NodeJS.Timeout | undefined
   tokens: number
