@@ -7,6 +7,7 @@ export default defineConfig({
     express: 'src/adapters/express.ts',
     koa: 'src/adapters/koa.ts',
     client: 'src/client/index.ts',
+    redis: 'src/redis/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,
@@ -15,5 +16,5 @@ export default defineConfig({
   splitting: true,
   target: 'es2022',
   platform: 'node',
-  external: ['fastify', 'express', 'koa', '@koa/router'],
+  external: ['fastify', 'express', 'koa', '@koa/router', 'ioredis'],
 })

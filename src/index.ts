@@ -20,5 +20,12 @@ export type { ListenjsErrorCode } from './core/errors'
 export { CloseCode, SUBPROTOCOL, retryPolicy } from './core/protocol'
 export type { ClientMessage, ErrorCode, ServerMessage } from './core/protocol'
 export { memoryBackplane } from './core/backplane'
-export type { Backplane, BackplaneMessage, ChangeMessage, PayloadMessage } from './core/backplane'
+export type {
+  Backplane,
+  BackplaneMessage,
+  BackplaneStatus,
+  ChangeMessage,
+  PayloadMessage,
+  ResyncMessage,
+} from './core/backplane'
 export { isReplayRequest as isReplay } from './core/replay'

@@ -22,8 +22,21 @@ export interface PayloadMessage {
   readonly payload: unknown
 }
 
-/** What travels on a backplane. */
-export type BackplaneMessage = ChangeMessage | PayloadMessage
+/**
+ * Given by a backplane to its own hub only (it never travels), when it is connected again after an
+ * outage: changes may have been missed, so the hub re-checks every path its subscribers hold,
+ * spread over `spreadMs` so that many processes do not replay at once.
+ */
+export interface ResyncMessage {
+  readonly kind: 'resync'
+  readonly spreadMs: number
+}
+
+/** What travels on a backplane, and the `resync` signal a backplane gives its hub. */
+export type BackplaneMessage = ChangeMessage | PayloadMessage | ResyncMessage
+
+/** How a backplane is doing: `memory` for the in-process one. */
+export type BackplaneStatus = 'memory' | 'connecting' | 'connected' | 'disconnected' | 'closed'
 
 /** The contract between a hub and a backplane. */
 export interface Backplane {
@@ -33,12 +46,15 @@ export interface Backplane {
   subscribe(handler: (message: BackplaneMessage) => void): () => void
   /** Releases connections and timers; called by `hub.close()`. */
   close?(): Promise<void>
+  /** Its state, shown in `hub.stats().backplane`. @default 'memory' when absent */
+  status?(): BackplaneStatus
 }
 
 /** The default backplane: one process, delivered synchronously to the handlers of this object. */
 export function memoryBackplane(): Backplane {
   const handlers = new Set<(message: BackplaneMessage) => void>()
   return {
+    status: () => 'memory',
     publish(message) {
       for (const handler of handlers) handler(message)
     },

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events'
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
-import type { Backplane, BackplaneMessage, ChangeMessage } from './backplane'
+import type { Backplane, BackplaneMessage, BackplaneStatus, ChangeMessage } from './backplane'
 import { memoryBackplane } from './backplane'
 import { createEndpoint, type Endpoint, type SocketSinks } from './endpoint'
 import { ListenjsError } from './errors'
@@ -18,7 +18,7 @@ import {
   welcomeFrame,
 } from './frames'
 import { resolveOptions, PUBLIC, type Authorize, type HubOptions, type ResolvedOptions } from './options'
-import { checkPath, pathnameOf, withAncestors } from './paths'
+import { checkPath, expandChange, pathnameOf } from './paths'
 import { CLIENT_HEADER, CloseCode, parseClientMessage, type ErrorCode } from './protocol'
 import { ReplayQueue } from './queue'
 import {
@@ -83,6 +83,8 @@ export interface HubStats {
   collapsed: number
   /** Sockets closed with 4509 because they fell behind past `limits.hardPendingBytes`. */
   slowClosed: number
+  /** The backplane's state: `memory` (one process), or `connected`/`disconnected`/… for Redis. */
+  backplane: BackplaneStatus
 }
 
 /** Payload of the `connect` event. */
@@ -289,6 +291,7 @@ export class Hub extends EventEmitter<HubEvents> {
       ),
       collapsed: this.counters.collapsed,
       slowClosed: this.counters.slowClosed,
+      backplane: this.backplane.status?.() ?? 'memory',
     }
   }
 
@@ -651,13 +654,9 @@ export class Hub extends EventEmitter<HubEvents> {
 
   private publishChange(paths: readonly string[], origin?: ChangeMessage['origin']): void {
     if (this.ignoredInReplay()) return
-    const expanded = new Set<string>()
-    for (const path of paths) {
-      if (path.includes('?') || !this.options.notifyAncestors) expanded.add(path)
-      else for (const p of withAncestors(path)) expanded.add(p)
-    }
+    const expanded = expandChange(paths, this.options.notifyAncestors)
     this.backplane.publish(
-      origin ? { kind: 'change', paths: [...expanded], origin } : { kind: 'change', paths: [...expanded] },
+      origin ? { kind: 'change', paths: expanded, origin } : { kind: 'change', paths: expanded },
     )
   }
 
@@ -675,6 +674,10 @@ export class Hub extends EventEmitter<HubEvents> {
     if (this.closing) return
     if (message.kind === 'payload') {
       this.pushPayload(message.path, message.payload)
+      return
+    }
+    if (message.kind === 'resync') {
+      this.resyncAll(message.spreadMs)
       return
     }
     const origin = this.originOf(message.origin)
@@ -703,6 +706,22 @@ export class Hub extends EventEmitter<HubEvents> {
         this.recheckTimers.delete(timer)
         this.replayPaths(new Map([...changes.keys()].map((path) => [path, null])))
       }, delay)
+      timer.unref()
+      this.recheckTimers.add(timer)
+    }
+  }
+
+  /**
+   * Replays every subscribed path once, each at a random moment within `spreadMs`: after a backplane
+   * outage, changes made elsewhere may have been missed. Versions make it cheap: an unchanged state
+   * sends nothing.
+   */
+  private resyncAll(spreadMs: number): void {
+    for (const path of this.registry.paths()) {
+      const timer = setTimeout(() => {
+        this.recheckTimers.delete(timer)
+        if (!this.closing) this.replayPaths(new Map([[path, null]]))
+      }, Math.random() * spreadMs)
       timer.unref()
       this.recheckTimers.add(timer)
     }

@@ -71,3 +71,16 @@ export function withAncestors(pathname: string): string[] {
   }
   return out
 }
+
+/**
+ * The paths a change to `paths` reaches: each path and, unless `ancestors` is off or the path has a
+ * query, each of its ancestors; without duplicates.
+ */
+export function expandChange(paths: readonly string[], ancestors: boolean): string[] {
+  const expanded = new Set<string>()
+  for (const path of paths) {
+    if (path.includes('?') || !ancestors) expanded.add(path)
+    else for (const p of withAncestors(path)) expanded.add(p)
+  }
+  return [...expanded]
+}

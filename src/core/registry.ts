@@ -126,6 +126,11 @@ export class Registry {
     return resource
   }
 
+  /** Every subscribed path (query included). */
+  paths(): string[] {
+    return [...this.resources.keys()]
+  }
+
   /** The resource of exactly `path` (query included), if anyone subscribes to it. */
   get(path: string): Resource | undefined {
     return this.resources.get(path)
