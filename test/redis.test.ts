@@ -126,6 +126,39 @@ describeWithRedis('redis backplane', () => {
     }
   })
 
+  it('says connected only once it can both publish and receive: a change right after is never dropped', async () => {
+    for (let i = 0; i < 30; i++) {
+      const backplane = redisBackplane({ url: REDIS_URL, prefix: uniquePrefix() })
+      try {
+        await until(() => backplane.status?.() === 'connected')
+        backplane.publish({ kind: 'change', paths: ['/x'] })
+        expect(backplane.stats().dropped).toBe(0)
+      } finally {
+        await backplane.close?.()
+      }
+    }
+  })
+
+  it('re-checks every subscribed path when another process says it could not publish', async () => {
+    const prefix = uniquePrefix()
+    let value = 1
+    const server = await plain((_req, res) => json(res, 200, { value }), {
+      backplane: redisBackplane({ url: REDIS_URL, prefix, resyncSpreadMs: 50 }),
+    })
+    await until(() => server.hub.stats().backplane === 'connected')
+    const client = await connect(server.wsUrl)
+    client.subscribe('/missed')
+    await client.next()
+    value = 2
+    const raw = new Redis(REDIS_URL)
+    try {
+      await raw.publish(`${prefix}:changes`, JSON.stringify({ v: 1, from: 'other', kind: 'resync' }))
+      expect(await client.next()).toMatchObject({ json: { value: 2 } })
+    } finally {
+      raw.disconnect()
+    }
+  })
+
   it('leaves no Redis connection open after hub.close()', async () => {
     const admin = new Redis(REDIS_URL)
     try {

@@ -73,8 +73,9 @@ function semanticErrors(item) {
 /**
  * Builds the calendar app without listening, so tests can start it on port 0:
  *   const app = buildApp(); await app.listen({ port: 0 })
- * Options: `store` (default: a fresh seeded in-memory store), `logger` (Fastify logger option),
- * `listenjs` (extra listenjs hub options).
+ * Options: `store` (default: a fresh seeded in-memory store; or the Redis store of redis-store.mjs,
+ * whose calls are async: every call is awaited, so either works), `logger` (Fastify logger option),
+ * `listenjs` (extra listenjs hub options, e.g. `{ backplane: redisBackplane() }` for several processes).
  */
 export function buildApp({ store = createStore(), logger = false, listenjs: liveOptions = {} } = {}) {
   const app = Fastify({
@@ -109,54 +110,57 @@ export function buildApp({ store = createStore(), logger = false, listenjs: live
     )
   })
 
-  app.get('/api/appointments', { schema: { response: { 200: { type: 'array', items: appointment } } } }, () =>
-    store.list(),
+  app.get(
+    '/api/appointments',
+    { schema: { response: { 200: { type: 'array', items: appointment } } } },
+    async () => await store.list(),
   )
 
   app.post(
     '/api/appointments',
     { schema: { body: fullBody, response: { 201: appointment } } },
-    (request, reply) => {
+    async (request, reply) => {
       const errors = semanticErrors(request.body)
       if (errors.length) return badRequest(reply, errors)
-      return reply.code(201).send(store.create(request.body))
+      return reply.code(201).send(await store.create(request.body))
     },
   )
 
   app.get(
     '/api/appointments/:id',
     { schema: { params, response: { 200: appointment } } },
-    (request, reply) => store.get(request.params.id) ?? notFound(reply, request.params.id),
+    async (request, reply) => (await store.get(request.params.id)) ?? notFound(reply, request.params.id),
   )
 
   app.put(
     '/api/appointments/:id',
     { schema: { params, body: fullBody, response: { 200: appointment } } },
-    (request, reply) => {
+    async (request, reply) => {
       const { id } = request.params
-      if (!store.get(id)) return notFound(reply, id)
+      if (!(await store.get(id))) return notFound(reply, id)
       const errors = semanticErrors(request.body)
       if (errors.length) return badRequest(reply, errors)
-      return store.replace(id, request.body)
+      // Deleted meanwhile (by another request, or another process): a 404 all the same.
+      return (await store.replace(id, request.body)) ?? notFound(reply, id)
     },
   )
 
   app.patch(
     '/api/appointments/:id',
     { schema: { params, body: partialBody, response: { 200: appointment } } },
-    (request, reply) => {
+    async (request, reply) => {
       const { id } = request.params
-      const current = store.get(id)
+      const current = await store.get(id)
       if (!current) return notFound(reply, id)
       const errors = semanticErrors({ ...current, ...request.body })
       if (errors.length) return badRequest(reply, errors)
-      return store.update(id, request.body)
+      return (await store.update(id, request.body)) ?? notFound(reply, id)
     },
   )
 
-  app.delete('/api/appointments/:id', { schema: { params } }, (request, reply) => {
+  app.delete('/api/appointments/:id', { schema: { params } }, async (request, reply) => {
     const { id } = request.params
-    if (!store.remove(id)) return notFound(reply, id)
+    if (!(await store.remove(id))) return notFound(reply, id)
     return reply.code(204).send()
   })
 

@@ -1,5 +1,6 @@
 // In-memory appointments store shared by the Fastify, Express and Koa examples.
 // Each call to createStore() returns an independent store, so tests never share state.
+// redis-store.mjs has the same operations (async) with the appointments in Redis, for several processes.
 
 export const TITLE_MAX = 200
 export const TEXT_MAX = 500
@@ -52,10 +53,20 @@ export function seedAppointments(now = new Date()) {
   ]
 }
 
-function pick(data) {
+/** The appointment fields of `data` (no id, nothing unknown). */
+export function pickFields(data) {
   const out = {}
   for (const key of FIELDS) if (data[key] !== undefined) out[key] = data[key]
   return out
+}
+
+/** The order of the list: by start, then end, then id. */
+export function compareAppointments(a, b) {
+  return (
+    Date.parse(a.start) - Date.parse(b.start) ||
+    Date.parse(a.end) - Date.parse(b.end) ||
+    Number(a.id) - Number(b.id)
+  )
 }
 
 export function createStore({ seed = true, now = new Date() } = {}) {
@@ -65,25 +76,20 @@ export function createStore({ seed = true, now = new Date() } = {}) {
   const store = {
     /** All appointments, sorted by start (then end, then id). */
     list() {
-      return [...items.values()].sort(
-        (a, b) =>
-          Date.parse(a.start) - Date.parse(b.start) ||
-          Date.parse(a.end) - Date.parse(b.end) ||
-          Number(a.id) - Number(b.id),
-      )
+      return [...items.values()].sort(compareAppointments)
     },
     get(id) {
       return items.get(String(id))
     },
     create(data) {
-      const item = { id: String(nextId++), ...pick(data) }
+      const item = { id: String(nextId++), ...pickFields(data) }
       items.set(item.id, item)
       return item
     },
     /** PUT: replace every field; returns undefined when the id is unknown. */
     replace(id, data) {
       if (!items.has(String(id))) return undefined
-      const item = { id: String(id), ...pick(data) }
+      const item = { id: String(id), ...pickFields(data) }
       items.set(item.id, item)
       return item
     },
@@ -91,7 +97,7 @@ export function createStore({ seed = true, now = new Date() } = {}) {
     update(id, patch) {
       const current = items.get(String(id))
       if (!current) return undefined
-      const item = { ...current, ...pick(patch), id: current.id }
+      const item = { ...current, ...pickFields(patch), id: current.id }
       items.set(item.id, item)
       return item
     },

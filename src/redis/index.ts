@@ -29,7 +29,13 @@ interface WirePayload extends PayloadMessage {
   readonly v: 1
   readonly from: string
 }
-type WireMessage = WireChange | WirePayload
+/** Sent by a process whose publishing failed: every other process re-checks what it holds. */
+interface WireResync {
+  readonly v: 1
+  readonly from: string
+  readonly kind: 'resync'
+}
+type WireMessage = WireChange | WirePayload | WireResync
 
 /** Where to find Redis: a URL, or ioredis clients you own (they are not closed by listenjs). */
 export interface RedisConnection {
@@ -112,6 +118,7 @@ export function parseWireMessage(text: string): WireMessage | undefined {
       ...(origin ? { origin: { id: origin.id as string, credentials: origin.credentials as string } } : {}),
     }
   }
+  if (m.kind === 'resync') return { v: 1, from: m.from, kind: 'resync' }
   if (m.kind === 'payload') {
     if (typeof m.path !== 'string' || checkPath(m.path, 8192) !== undefined || !('payload' in m))
       return undefined
@@ -147,6 +154,9 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
   let status: BackplaneStatus = 'connecting'
   let everReady = false
   let closed = false
+  // Changes this process could not publish since its publisher was last ready: when it is ready
+  // again, it asks every other process to re-check, since they missed them.
+  let missedPublishes = false
 
   const deliver = (message: BackplaneMessage): void => {
     for (const handler of handlers) handler(message)
@@ -164,19 +174,29 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
     }
     if (message.from === id) return
     counters.received++
+    if (message.kind === 'resync') return deliver({ kind: 'resync', spreadMs })
     const { v: _v, from: _from, ...local } = message
     deliver(local)
   }
 
+  // Connected means both connections are ready: a change can be sent and received.
   const onReady = (): void => {
-    if (closed) return
-    const wasDown = status === 'disconnected' || everReady
+    if (closed || subscriber.status !== 'ready' || publisher.status !== 'ready') return
+    if (status === 'connected') return
+    // Back after an outage (even one before the first connection): changes may have been missed.
+    const outage = status === 'disconnected'
     status = 'connected'
-    if (wasDown && everReady) {
+    if (outage || everReady) {
       logger.info('listenjs: backplane connected again; re-checking every subscribed path')
       deliver({ kind: 'resync', spreadMs })
     }
     everReady = true
+    if (missedPublishes) {
+      missedPublishes = false
+      publisher.publish(channel, JSON.stringify({ v: 1, from: id, kind: 'resync' })).catch(() => {
+        missedPublishes = true
+      })
+    }
   }
   const onDown = (error?: unknown): void => {
     if (closed || status === 'disconnected') return
@@ -187,14 +207,13 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
   }
 
   subscriber.on('message', onMessage)
-  subscriber.on('ready', onReady)
-  subscriber.on('error', onDown)
-  subscriber.on('close', onDown)
-  // The publisher's errors are the same outage; listening keeps ioredis from reporting them as unhandled.
-  const ignore = (): void => {}
-  publisher.on('error', ignore)
+  for (const connection of [subscriber, publisher]) {
+    connection.on('ready', onReady)
+    connection.on('error', onDown)
+    connection.on('close', onDown)
+  }
   subscriber.subscribe(channel).catch((error: unknown) => onDown(error))
-  if (subscriber.status === 'ready') onReady()
+  onReady()
 
   return {
     id,
@@ -205,11 +224,13 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
       if (message.kind === 'resync' || closed) return
       if (publisher.status !== 'ready') {
         counters.dropped++
+        missedPublishes = true
         return
       }
       counters.published++
       publisher.publish(channel, JSON.stringify({ v: 1, from: id, ...message })).catch(() => {
         counters.dropped++
+        missedPublishes = true
       })
     },
     subscribe(handler) {
@@ -223,16 +244,14 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
       status = 'closed'
       handlers.clear()
       subscriber.off('message', onMessage)
-      subscriber.off('ready', onReady)
-      subscriber.off('error', onDown)
-      subscriber.off('close', onDown)
-      if (owned) {
-        await Promise.all([quit(publisher), quit(subscriber)])
-        publisher.off('error', ignore)
-      } else {
-        await subscriber.unsubscribe(channel).catch(() => undefined)
-        publisher.off('error', ignore)
+      for (const connection of [subscriber, publisher]) {
+        connection.off('ready', onReady)
+        connection.off('close', onDown)
       }
+      if (owned) await Promise.all([quit(publisher), quit(subscriber)])
+      else await subscriber.unsubscribe(channel).catch(() => undefined)
+      // Kept until the connections are closed: ioredis reports errors without a listener as unhandled.
+      for (const connection of [subscriber, publisher]) connection.off('error', onDown)
     },
   }
 }
