@@ -1,0 +1,185 @@
+// Shared by the orchestrator, the servers and the load generators: the clock, the resource bodies,
+// percentiles, and a small request/answer protocol over the child-process IPC channel.
+import { fork } from 'node:child_process'
+import { performance } from 'node:perf_hooks'
+import { setTimeout, clearTimeout } from 'node:timers'
+
+/**
+ * Milliseconds since the epoch with sub-millisecond resolution. Every process on the host reads the
+ * same clock this way, so a stamp taken in the server can be compared with a receipt time taken in a
+ * load generator.
+ */
+export const now = () => performance.timeOrigin + performance.now()
+
+/** The source addresses the load generators spread their sockets over (loopback only). */
+export const SOURCE_ADDRESSES = ['2', '3', '4', '5', '6', '7', '8', '9'].map((n) => `127.0.0.${n}`)
+
+/** The server listens here; nothing leaves the host. */
+export const SERVER_HOST = '127.0.0.1'
+
+/** A browser-like User-Agent, sent by the WebSocket clients and the pollers alike. */
+export const USER_AGENT =
+  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36'
+
+/**
+ * The request a page's `fetch('/items')` makes in Chrome 126 (same origin), header for header, with a
+ * short session cookie; conditional polling adds If-None-Match.
+ */
+export function pollRequest(port, gi, etag) {
+  return (
+    `GET /items HTTP/1.1\r\nHost: ${SERVER_HOST}:${port}\r\nConnection: keep-alive\r\n` +
+    'sec-ch-ua: "Not/A)Brand";v="8", "Chromium";v="126", "Google Chrome";v="126"\r\n' +
+    'sec-ch-ua-mobile: ?0\r\nsec-ch-ua-platform: "Linux"\r\n' +
+    `User-Agent: ${USER_AGENT}\r\nAccept: application/json\r\n` +
+    'Sec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: cors\r\nSec-Fetch-Dest: empty\r\n' +
+    `Referer: http://${SERVER_HOST}:${port}/\r\n` +
+    'Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n' +
+    `Cookie: sid=${gi}\r\n` +
+    (etag ? `If-None-Match: ${etag}\r\n` : '') +
+    '\r\n'
+  )
+}
+
+const ITEMS = [
+  { id: 1, title: 'Dentist', at: '2025-05-01T09:00', room: 'A1', done: false },
+  { id: 2, title: 'Team standup (weekly)', at: '2025-05-01T10:30', room: 'B2', done: true },
+  { id: 3, title: 'Lunch with Ana at the harbour', at: '2025-05-01T12:15', room: 'C3', done: false },
+]
+
+/**
+ * The state of one path: `it` numbers the change (the orchestrator picks it, so a generator can tell
+ * which change a frame belongs to) and `ts` is the moment the handler that made the change finished.
+ * The serialized body is about 330 bytes.
+ */
+export function stateBody(path, it, ts, user) {
+  return user === undefined ? { it, ts, path, items: ITEMS } : { it, ts, path, user, items: ITEMS }
+}
+
+/** The session id a socket or a poller sends in its cookie (`sid=<n>`): distinct per client. */
+export function sidOf(cookie) {
+  const match = /(?:^|;\s*)sid=(\d+)/.exec(cookie ?? '')
+  return match ? match[1] : 'anonymous'
+}
+
+/** Percentile `p` (0–100) of an ascending array (nearest rank). */
+export function percentile(sorted, p) {
+  if (sorted.length === 0) return NaN
+  const rank = Math.ceil((p / 100) * sorted.length) - 1
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))]
+}
+
+export function median(values) {
+  const sorted = [...values].filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
+  if (sorted.length === 0) return NaN
+  const mid = sorted.length >> 1
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Rejects after `ms` with a message naming what was waited for. */
+export function withTimeout(promise, ms, what) {
+  let timer
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)
+    }),
+  ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPC: the parent calls a command in a child and waits for its answer, always with a timeout.
+
+/** In a child: answers `{ id, cmd, ...args }` messages with the handler's result. Exits with its parent. */
+export function serveCommands(handlers) {
+  process.on('message', async (message) => {
+    if (!message || typeof message.id !== 'number') return
+    const handler = handlers[message.cmd]
+    try {
+      if (!handler) throw new Error(`unknown command ${message.cmd}`)
+      const result = await handler(message.args ?? {})
+      process.send({ id: message.id, ok: true, result })
+    } catch (error) {
+      process.send({ id: message.id, ok: false, error: String(error?.stack ?? error) })
+    }
+  })
+  // No orphans: when the orchestrator goes away (even killed), the IPC channel closes.
+  process.on('disconnect', () => process.exit(0))
+}
+
+const children = new Set()
+
+/** Kills every child still running (SIGKILL). Safe to call more than once. */
+export function killChildren() {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  }
+  children.clear()
+}
+
+/** A forked child process that answers commands. */
+export class Child {
+  constructor(file, args, { execArgv = [], name = file, env } = {}) {
+    this.name = name
+    this.pending = new Map()
+    this.nextId = 1
+    this.proc = fork(file, args, {
+      execArgv,
+      env: env ?? process.env,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    children.add(this.proc)
+    this.exited = new Promise((resolve) => {
+      this.proc.once('exit', (code, signal) => {
+        children.delete(this.proc)
+        for (const { reject, timer } of this.pending.values()) {
+          clearTimeout(timer)
+          reject(new Error(`${this.name} exited (${signal ?? code})`))
+        }
+        this.pending.clear()
+        resolve()
+      })
+    })
+    this.proc.on('message', (message) => {
+      const waiter = this.pending.get(message?.id)
+      if (!waiter) return
+      this.pending.delete(message.id)
+      clearTimeout(waiter.timer)
+      if (message.ok) waiter.resolve(message.result)
+      else waiter.reject(new Error(`${this.name}: ${message.error}`))
+    })
+  }
+
+  /** Calls `cmd` in the child; rejects when it fails, when the child exits, or after `timeoutMs`. */
+  call(cmd, args = {}, timeoutMs = 30_000) {
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id)
+        reject(new Error(`${this.name}: ${cmd} timed out after ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.pending.set(id, { resolve, reject, timer })
+      try {
+        this.proc.send({ id, cmd, args })
+      } catch (error) {
+        this.pending.delete(id)
+        clearTimeout(timer)
+        reject(error)
+      }
+    })
+  }
+
+  /** Asks the child to exit, then kills it if it has not within `graceMs`. */
+  async stop(graceMs = 3000) {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return
+    try {
+      this.proc.disconnect()
+    } catch {
+      // already disconnected
+    }
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs)
+    await this.exited
+    clearTimeout(timer)
+  }
+}
