@@ -1,6 +1,7 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import * as wsModule from 'ws'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { OriginCheck, ResolvedOptions } from './options'
 import { CloseCode, SUBPROTOCOL } from './protocol'
@@ -17,6 +18,32 @@ export interface SocketSinks {
 }
 
 const TEXT = { binary: false } as const
+
+/** ws's frame builder (exported by ws, not declared by @types/ws). */
+const { Sender } = wsModule as unknown as {
+  Sender: {
+    frame(
+      data: Buffer,
+      options: { fin: boolean; opcode: number; mask: boolean; readOnly: boolean; rsv1: boolean },
+    ): Buffer[]
+  }
+}
+
+/**
+ * Each frame as it goes on the wire (a text frame, unmasked, header and payload in one buffer),
+ * built once however many sockets it goes to.
+ */
+const onTheWire = new WeakMap<Buffer, Buffer>()
+function wireFrame(frame: Buffer): Buffer {
+  let wire = onTheWire.get(frame)
+  if (!wire) {
+    wire = Buffer.concat(
+      Sender.frame(frame, { fin: true, opcode: 1, mask: false, readOnly: true, rsv1: false }),
+    )
+    onTheWire.set(frame, wire)
+  }
+  return wire
+}
 
 /** The WebSocket endpoint: the one place that knows about `ws`. */
 export interface Endpoint {
@@ -82,16 +109,22 @@ export function createEndpoint(
       ws.close(CloseCode.UnsupportedProtocol, `${SUBPROTOCOL} subprotocol required`)
       return
     }
-    // ws keeps its TCP socket in a private field; corking it is an optimisation, skipped if absent.
+    // ws keeps its TCP socket in a private field. With it, a frame framed once is written to every
+    // socket as one buffer, and the socket's `drain` tells when a slow socket can take more; without
+    // it (another ws version), frames go through ws.send with a completion callback.
     const raw = (ws as unknown as { _socket?: Socket })._socket
-    // Called by ws once a frame reached the kernel, always after `onConnection` has returned.
     const written = (): void => sinks.drained()
+    const send = raw
+      ? (frame: Buffer): void => {
+          if (ws.readyState !== ws.OPEN || !raw.writable) return
+          cork(raw)
+          raw.write(wireFrame(frame))
+        }
+      : (frame: Buffer): void => ws.send(frame, TEXT, written)
+    raw?.on('drain', written)
     const sinks = onConnection(
       {
-        send: (frame) => {
-          cork(raw)
-          ws.send(frame, TEXT, written)
-        },
+        send,
         close: (code, reason) => ws.close(code, reason),
         terminate: () => ws.terminate(),
         bufferedAmount: () => ws.bufferedAmount,
