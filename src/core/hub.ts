@@ -35,6 +35,7 @@ import {
   contextKey,
   credentialsKey,
   dispatcherFor,
+  failedReplay,
   isInsideReplay,
   isReplayRequest,
   markReplayRoute,
@@ -858,14 +859,7 @@ export class Hub extends EventEmitter<HubEvents> {
     const dispatch = this.dispatch
     if (!dispatch) {
       this.options.logger.error({ path }, 'listenjs: cannot replay before attach(server)')
-      return {
-        status: 503,
-        body: Buffer.alloc(0),
-        contentType: undefined,
-        version: '',
-        public: false,
-        failure: 'error',
-      }
+      return failedReplay(503, 'error')
     }
     const result = await replayGet(dispatch, context, path, {
       timeoutMs: this.options.replayTimeoutMs,

@@ -168,9 +168,9 @@ export async function replayGet(
     const res = await Promise.race([answer, timeout])
     if (res === 'timeout') {
       response?.destroy()
-      return failed(504, 'timeout')
+      return failedReplay(504, 'timeout')
     }
-    if (res === undefined || failure !== undefined) return failed(502, failure ?? 'error')
+    if (res === undefined || failure !== undefined) return failedReplay(502, failure ?? 'error')
     const contentType = headerString(res.headers['content-type'])
     const body = res.rawPayload
     return {
@@ -185,7 +185,8 @@ export async function replayGet(
   }
 }
 
-function failed(status: number, failure: NonNullable<ReplayResult['failure']>): ReplayResult {
+/** A replay that has no usable answer, counted as `status` (a 5xx). */
+export function failedReplay(status: number, failure: NonNullable<ReplayResult['failure']>): ReplayResult {
   return { status, body: Buffer.alloc(0), contentType: undefined, version: '', public: false, failure }
 }
 

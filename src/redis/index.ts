@@ -69,6 +69,11 @@ export interface RedisBackplane extends Backplane {
 }
 
 const DEFAULT_PREFIX = 'listenjs'
+/**
+ * The longest path accepted from the channel or by the publisher. Hubs bound their own subscriptions
+ * with `limits.pathLength`; this only keeps a broken or hostile message from carrying a huge one.
+ */
+const MAX_PATH_LENGTH = 8_192
 
 function channelOf(prefix: string | undefined): string {
   const value = prefix ?? DEFAULT_PREFIX
@@ -106,7 +111,8 @@ export function parseWireMessage(text: string): WireMessage | undefined {
   if (m.v !== 1 || typeof m.from !== 'string') return undefined
   if (m.kind === 'change') {
     if (!Array.isArray(m.paths) || m.paths.length === 0) return undefined
-    if (!m.paths.every((p) => typeof p === 'string' && checkPath(p, 8192) === undefined)) return undefined
+    if (!m.paths.every((p) => typeof p === 'string' && checkPath(p, MAX_PATH_LENGTH) === undefined))
+      return undefined
     const origin = m.origin as Record<string, unknown> | undefined
     if (origin !== undefined && (typeof origin !== 'object' || origin === null)) return undefined
     if (origin && (typeof origin.id !== 'string' || typeof origin.credentials !== 'string')) return undefined
@@ -120,7 +126,7 @@ export function parseWireMessage(text: string): WireMessage | undefined {
   }
   if (m.kind === 'resync') return { v: 1, from: m.from, kind: 'resync' }
   if (m.kind === 'payload') {
-    if (typeof m.path !== 'string' || checkPath(m.path, 8192) !== undefined || !('payload' in m))
+    if (typeof m.path !== 'string' || checkPath(m.path, MAX_PATH_LENGTH) !== undefined || !('payload' in m))
       return undefined
     return { v: 1, from: m.from, kind: 'payload', path: m.path, payload: m.payload }
   }
@@ -300,7 +306,7 @@ export function redisPublisher(options: RedisPublisherOptions = {}): RedisPublis
   const ancestors = options.notifyAncestors ?? true
   return {
     async notify(path, payload) {
-      const reason = checkPath(path, 8192)
+      const reason = checkPath(path, MAX_PATH_LENGTH)
       if (reason !== undefined) throw new ListenjsError('bad_path', `listenjs: ${reason}`, { path })
       const message =
         payload === undefined
