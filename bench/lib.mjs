@@ -1,6 +1,7 @@
 // Shared by the orchestrator, the servers and the load generators: the clock, the resource bodies,
 // percentiles, and a small request/answer protocol over the child-process IPC channel.
-import { fork } from 'node:child_process'
+import { execFileSync, fork } from 'node:child_process'
+import os from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { setTimeout, clearTimeout } from 'node:timers'
 
@@ -116,6 +117,20 @@ export function killChildren() {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
   }
   children.clear()
+}
+
+/**
+ * Pins a child (every thread of it) to one CPU with `taskset`, where there are at least two CPUs and
+ * taskset exists; returns whether it did.
+ */
+export function pin(child, cpu) {
+  if (os.availableParallelism() < 2) return false
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(child.proc.pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
 }
 
 /** A forked child process that answers commands. */

@@ -19,7 +19,7 @@ import path from 'node:path'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { setTimeout, clearTimeout } from 'node:timers'
-import { Child, killChildren, median, now, percentile, sleep, SERVER_HOST } from './lib.mjs'
+import { Child, killChildren, median, now, percentile, pin, sleep, SERVER_HOST } from './lib.mjs'
 import { renderReport } from './report.mjs'
 import { formatProfile, summarizeProfile } from './profile.mjs'
 
@@ -60,7 +60,7 @@ const CONFIG = QUICK
       settleMs: 50,
       calibrations: 5,
       collectMs: 20_000,
-      poll: { n: 500, T: 100, durationMs: 8000, rates: [1000, 100], reps: 2, pauseMs: 300 },
+      poll: { n: 500, T: 100, durationMs: 8000, rates: [1000, 100], reps: 3, pauseMs: 300 },
       hardLimitMs: 14 * 60_000,
     }
 
@@ -436,30 +436,52 @@ async function fanOutPhase(results) {
 async function pollingPhase(results) {
   const { n, T, durationMs, rates, reps } = CONFIG.poll
   const server = await startServer('fastify', ['--track-bytes'])
+  const raw = await startServer('raw', ['--track-bytes'])
   const gens = startGenerators(Math.min(2, CONFIG.generators))
-  log(`polling comparison: ${n} clients, poll every ${T} ms, changes every ${rates.join(' / ')} ms`)
+  // The servers get a core of their own and the clients share the other: without it, the clients'
+  // receive work preempts the server in the middle of a fan-out (only in this phase; the other
+  // scenarios measure CPU time, which does not depend on it).
+  const pinned = pin(server, 0) && pin(raw, 0) && gens.every((g) => pin(g, 1))
+  log(
+    `polling comparison: ${n} clients, poll every ${T} ms, changes every ${rates.join(' / ')} ms${pinned ? '; servers on CPU 0, clients on CPU 1' : ''}`,
+  )
   const windows = []
   let system = 0
   for (const changeEvery of rates) {
     for (let rep = 0; rep < reps; rep++) {
-      const modes = ['push', 'conditional', 'plain']
+      // raw-push: the same push from a hand-written raw ws server (one pre-framed buffer per socket),
+      // the floor for staleness on this host.
+      const modes = ['push', 'conditional', 'plain', 'raw-push']
       const shift = rep % modes.length
       for (const mode of [...modes.slice(shift), ...modes.slice(0, shift)]) {
+        const pushing = mode === 'push' || mode === 'raw-push'
+        const target = mode === 'raw-push' ? raw : server
         const pushSystem = `push${system++}`
-        if (mode === 'push') {
+        if (pushing) {
           await all(
             gens,
             'connect',
-            { system: pushSystem, kind: 'listen', port: server.port, lo: 0, hi: n, paths: ['/items'] },
+            {
+              system: pushSystem,
+              kind: mode === 'raw-push' ? 'raw' : 'listen',
+              port: target.port,
+              lo: 0,
+              hi: n,
+              paths: ['/items'],
+            },
             120_000,
           )
         } else {
           await all(gens, 'pollOpen', { port: server.port, lo: 0, hi: n }, 60_000)
         }
+        // One change before the window, so that no window measures the first push after connecting
+        // (cold code paths, garbage from the connections); stamped before the window, it is not counted.
+        if (pushing) await post(target, mode === 'raw-push' ? '/items?mode=frame' : '/items', ++changeNumber)
         await sleep(CONFIG.poll.pauseMs)
-        const c0 = await server.call('counters')
+        const c0 = await target.call('counters')
+        await target.call('takeHandoffs')
         const t0 = now()
-        if (mode === 'push') await all(gens, 'recordStart', {})
+        if (pushing) await all(gens, 'recordStart', {})
         else await all(gens, 'pollStart', { port: server.port, T, conditional: mode === 'conditional' })
         // The changes: one POST every `changeEvery`, half a period after the window opens.
         const changes = Math.round(durationMs / changeEvery)
@@ -467,15 +489,15 @@ async function pollingPhase(results) {
         for (let k = 0; k < changes; k++) {
           const at = t0 + (k + 0.5) * changeEvery
           await sleep(Math.max(0, at - now()))
-          posts.push(post(server, '/items', ++changeNumber))
+          posts.push(post(target, mode === 'raw-push' ? '/items?mode=frame' : '/items', ++changeNumber))
         }
         await Promise.all(posts)
         await sleep(Math.max(0, t0 + durationMs - now()))
-        const parts =
-          mode === 'push' ? await all(gens, 'recordStop', {}) : await all(gens, 'pollStop', {}, 10_000)
-        const c1 = await server.call('counters')
+        const parts = pushing ? await all(gens, 'recordStop', {}) : await all(gens, 'pollStop', {}, 10_000)
+        const c1 = await target.call('counters')
+        const handoffs = (await target.call('takeHandoffs')).sort((a, b) => a - b)
         const elapsed = (now() - t0) / 1000
-        if (mode === 'push') await all(gens, 'close', { system: pushSystem })
+        if (pushing) await all(gens, 'close', { system: pushSystem })
         else await all(gens, 'pollClose', {})
         const samples = parts.flatMap((p) => p.samples).sort((a, b) => a - b)
         const sum = (k) => parts.reduce((s, p) => s + (p[k] ?? 0), 0)
@@ -495,19 +517,21 @@ async function pollingPhase(results) {
           p50: percentile(samples, 50),
           p99: percentile(samples, 99),
           samples,
+          handoffs,
           polls: sum('polls'),
           r304: sum('r304'),
           skipped: sum('skipped'),
         })
+        const last = windows.at(-1)
         log(
-          `  ${mode.padEnd(11)} change every ${changeEvery} ms: ${(windows.at(-1).bytesIn + windows.at(-1).bytesOut).toLocaleString('en')} B, staleness p50 ${windows.at(-1).p50?.toFixed(1)} ms`,
+          `  ${mode.padEnd(11)} change every ${changeEvery} ms: ${(last.bytesIn + last.bytesOut).toLocaleString('en')} B, staleness p50 ${last.p50?.toFixed(1)} ms${handoffs.length ? `, last frame to the kernel p50 ${percentile(handoffs, 50).toFixed(1)} ms` : ''}`,
         )
         await sleep(CONFIG.poll.pauseMs)
       }
     }
   }
-  await Promise.all([server, ...gens].map((c) => c.stop()))
-  results.polling = { n, T, durationMs, rates, reps, windows }
+  await Promise.all([server, raw, ...gens].map((c) => c.stop()))
+  results.polling = { n, T, durationMs, rates, reps, windows, pinned }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -60,6 +60,8 @@ const hubOptions = {
 }
 
 let countRequests = { gets: 0, replays: 0, posts: 0 }
+let rawFrames = 0 // frames the raw ws server wrote (the hub counts its own)
+let handoffs = [] // see takeHandoffs
 let subscriptionCount = () => 0
 let hub
 let httpServer
@@ -276,7 +278,14 @@ async function rawApp() {
     }
     for (const socket of corked) socket.uncork()
   }
-  const server = http.createServer(postHandler(fanOut))
+  const server = http.createServer(
+    postHandler((paths, query) => {
+      fanOut(paths, query)
+      // As the hub's `push` event does for listenjs: every frame is in the kernel now.
+      for (const p of paths) handoffs.push(now() - stateOf(p).ts)
+      for (const p of paths) rawFrames += subscribers.get(p)?.size ?? 0
+    }),
+  )
   const wss = new WebSocketServer({ server, path: '/ws', perMessageDeflate: false })
   wss.on('connection', (ws, req) => {
     ws.sid = sidOf(req.headers.cookie)
@@ -360,6 +369,11 @@ if (!builders[system]) throw new Error(`unknown system ${system}`)
 httpServer = await builders[system]()
 if (hub) subscriptionCount = () => hub.stats().subscriptions
 
+// Server-side staleness (polling comparison): the hub's `push` event fires when a change's fan-out
+// loop has handed its last frame to the kernel; this is the time from the handler that made the
+// change to that moment.
+hub?.on('push', (event) => handoffs.push(now() - stateOf(event.path).ts))
+
 // Bytes on the wire, counted at the socket level, for client sockets only (the orchestrator's POSTs
 // come from 127.0.0.1; the load generators use 127.0.0.2–9).
 const bytes = { read: 0, written: 0 }
@@ -425,7 +439,7 @@ serveCommands({
     ...byteTotals(),
     ...countRequests,
     replaysHub: hub?.stats().replays ?? 0,
-    messagesSent: hub?.stats().messagesSent ?? 0,
+    messagesSent: hub?.stats().messagesSent ?? rawFrames,
     cpu: process.cpuUsage(),
   }),
   profileStart: async ({ samplingUs = 50 } = {}) => {
@@ -460,6 +474,12 @@ serveCommands({
     mkdirSync(path.dirname(file), { recursive: true })
     const { writeHeapSnapshot } = await import('node:v8')
     return { file: writeHeapSnapshot(file) }
+  },
+  /** The handoff times recorded since the last call (ms). */
+  takeHandoffs: () => {
+    const out = handoffs
+    handoffs = []
+    return out
   },
   resetCounts: () => {
     countRequests = { gets: 0, replays: 0, posts: 0 }

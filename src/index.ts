@@ -14,7 +14,15 @@ export type {
   SubscriptionEvent,
 } from './core/hub'
 export { DEFAULTS, PUBLIC, silentLogger } from './core/options'
-export type { HeartbeatOptions, HubOptions, Identify, Limits, Logger, OriginCheck } from './core/options'
+export type {
+  Authorize,
+  HeartbeatOptions,
+  HubOptions,
+  Identify,
+  Limits,
+  Logger,
+  OriginCheck,
+} from './core/options'
 export { ListenjsError } from './core/errors'
 export type { ListenjsErrorCode } from './core/errors'
 export { CloseCode, SUBPROTOCOL, retryPolicy } from './core/protocol'
@@ -29,3 +37,4 @@ export type {
   ResyncMessage,
 } from './core/backplane'
 export { isReplayRequest as isReplay } from './core/replay'
+export type { UpgradeRequest } from './core/replay'

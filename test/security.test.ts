@@ -244,6 +244,27 @@ describe('authorize and disconnect', () => {
     expect(await client.next()).toMatchObject({ type: 'error', code: 'unauthorized', status: 403 })
   })
 
+  it('authorize and identify see the upgrade headers, with the token of the last auth message', async () => {
+    const seen: Array<[string, string | undefined, string]> = []
+    const server = await plain((_req, res) => json(res, 200, {}), {
+      authorize: (path, request) => {
+        seen.push([path, request.headers.authorization, request.url])
+        return request.headers.authorization === 'Bearer good'
+      },
+      identify: (request) => request.headers['x-team'] as string | undefined,
+    })
+    const client = await connect(server.wsUrl, { 'x-team': 'blue' })
+    client.subscribe('/a')
+    expect(await client.next()).toMatchObject({ type: 'error', code: 'unauthorized', status: 403 })
+    client.send({ type: 'auth', token: 'good' })
+    client.subscribe('/b')
+    expect(await client.next()).toMatchObject({ type: 'data', path: '/b' })
+    expect(seen).toEqual([
+      ['/a', undefined, '/listen'],
+      ['/b', 'Bearer good', '/listen'],
+    ])
+  })
+
   it('hub.disconnect closes exactly the sockets its predicate picks, with 4403', async () => {
     const server = await plain((_req, res) => json(res, 200, {}))
     const alice1 = await connect(server.wsUrl, { cookie: 'session=alice' })

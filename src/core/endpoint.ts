@@ -7,14 +7,18 @@ import type { OriginCheck, ResolvedOptions } from './options'
 import { CloseCode, SUBPROTOCOL } from './protocol'
 import type { HubSocket } from './registry'
 
-/** What the hub gets back for each accepted socket: where to send its messages, drains and close. */
-export interface SocketSinks {
-  message(data: Buffer, isBinary: boolean): void
+/**
+ * What the hub does with its sockets: one object for every socket (no closures per socket).
+ * `open` returns the hub's own record of the socket, given back to every other call.
+ */
+export interface EndpointHooks<C> {
+  open(socket: HubSocket, request: IncomingMessage): C
+  message(owner: C, data: Buffer, isBinary: boolean): void
   /** The client sent a WebSocket ping frame; counted like a message. Answered with a pong if true. */
-  ping(): boolean
-  /** A frame given to `send` reached the kernel: unsent bytes went down. */
-  drained(): void
-  closed(code: number): void
+  ping(owner: C): boolean
+  /** The socket wrote out what it held after being full (see `HubSocket.send`). */
+  drained(owner: C): void
+  closed(owner: C, code: number): void
 }
 
 const TEXT = { binary: false } as const
@@ -61,11 +65,11 @@ export interface Endpoint {
 /**
  * Creates the endpoint (`ws` in `noServer` mode). The upgrade is checked before any WebSocket exists:
  * wrong path → left alone; disallowed `Origin` → HTTP 403; too many sockets from one address → 429.
+ *
+ * Every open socket costs one `Link` (methods on its prototype) and nothing else of ours: the
+ * listeners are shared functions that find their link through `this`.
  */
-export function createEndpoint(
-  options: ResolvedOptions,
-  onConnection: (socket: HubSocket, request: IncomingMessage) => SocketSinks,
-): Endpoint {
+export function createEndpoint<C>(options: ResolvedOptions, hooks: EndpointHooks<C>): Endpoint {
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: options.limits.messageBytes,
@@ -76,23 +80,98 @@ export function createEndpoint(
     handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
   })
   const perAddress = new Map<string, number>()
-  // One write per socket per turn: a socket is corked at its first frame of a turn and uncorked once,
-  // at the end of the turn, so that several paths changing together leave in one write.
-  const corked = new Set<Socket>()
-  let uncorkScheduled = false
-  const uncorkAll = (): void => {
-    uncorkScheduled = false
+  const links = new WeakMap<object, Link>()
+
+  // A socket's first frame in a turn is written at once, so the kernel starts sending while the
+  // fan-out goes on, unless the hub expects more frames in this turn (`hold`); a held frame, or a
+  // second frame in the same turn, corks the socket until the turn ends, so that several paths
+  // changing together leave in one write.
+  let turn = 0
+  let turnEnding = false
+  const corked: Socket[] = []
+  const endTurn = (): void => {
+    turnEnding = false
+    turn++
     for (const socket of corked) socket.uncork()
-    corked.clear()
+    corked.length = 0
   }
-  const cork = (socket: Socket | undefined): void => {
-    if (!socket || corked.has(socket)) return
-    socket.cork()
-    corked.add(socket)
-    if (!uncorkScheduled) {
-      uncorkScheduled = true
-      setImmediate(uncorkAll)
+
+  class Link implements HubSocket {
+    owner!: C
+    /** The turn of this socket's last frame, and the turn in which it was corked. */
+    private sentIn = -1
+    private corkedIn = -1
+    private waitingDrain = false
+
+    constructor(
+      readonly ws: WebSocket,
+      /** ws's TCP socket (a private field of ws), when this ws version has it. */
+      readonly raw: Socket | undefined,
+      readonly address: string,
+    ) {}
+
+    send(frame: Buffer, hold = false): void {
+      const { ws, raw } = this
+      if (!raw) {
+        ws.send(frame, TEXT, () => hooks.drained(this.owner))
+        return
+      }
+      if (ws.readyState !== ws.OPEN || !raw.writable) return
+      if (!turnEnding) {
+        turnEnding = true
+        setImmediate(endTurn)
+      }
+      if ((hold || this.sentIn === turn) && this.corkedIn !== turn) {
+        this.corkedIn = turn
+        raw.cork()
+        corked.push(raw)
+      }
+      this.sentIn = turn
+      if (!raw.write(wireFrame(frame)) && !this.waitingDrain) {
+        this.waitingDrain = true
+        raw.once('drain', onDrain)
+      }
     }
+
+    close(code: number, reason: string): void {
+      this.ws.close(code, reason)
+    }
+
+    terminate(): void {
+      this.ws.terminate()
+    }
+
+    bufferedAmount(): number {
+      return this.ws.bufferedAmount
+    }
+
+    drained(): void {
+      this.waitingDrain = false
+      hooks.drained(this.owner)
+    }
+  }
+
+  function onDrain(this: Socket): void {
+    links.get(this)?.drained()
+  }
+  function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
+    const link = links.get(this)
+    if (link) hooks.message(link.owner, data, isBinary)
+  }
+  function onPing(this: WebSocket, data: Buffer): void {
+    const link = links.get(this)
+    if (link && hooks.ping(link.owner)) this.pong(data)
+  }
+  function onError(error: Error): void {
+    options.logger.debug({ err: error }, 'listenjs: socket error')
+  }
+  // A socket corked in this turn and closed stays in `corked` until the turn ends: its close frame
+  // leaves then, and uncorking a destroyed socket does nothing.
+  function onClose(this: WebSocket, code: number): void {
+    const link = links.get(this)
+    if (!link) return
+    release(link.address)
+    hooks.closed(link.owner, code)
   }
 
   const release = (address: string): void => {
@@ -103,43 +182,23 @@ export function createEndpoint(
 
   const accept = (ws: WebSocket, req: IncomingMessage, address: string): void => {
     perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
-    ws.on('error', (error) => options.logger.debug({ err: error }, 'listenjs: socket error'))
+    ws.on('error', onError)
     if (ws.protocol !== SUBPROTOCOL) {
       ws.once('close', () => release(address))
       ws.close(CloseCode.UnsupportedProtocol, `${SUBPROTOCOL} subprotocol required`)
       return
     }
-    // ws keeps its TCP socket in a private field. With it, a frame framed once is written to every
-    // socket as one buffer, and the socket's `drain` tells when a slow socket can take more; without
-    // it (another ws version), frames go through ws.send with a completion callback.
+    // With ws's TCP socket, a frame framed once is written to every socket as one buffer, and the
+    // socket's `drain` tells when a full socket can take more; without it (another ws version),
+    // frames go through ws.send with a completion callback.
     const raw = (ws as unknown as { _socket?: Socket })._socket
-    const written = (): void => sinks.drained()
-    const send = raw
-      ? (frame: Buffer): void => {
-          if (ws.readyState !== ws.OPEN || !raw.writable) return
-          cork(raw)
-          raw.write(wireFrame(frame))
-        }
-      : (frame: Buffer): void => ws.send(frame, TEXT, written)
-    raw?.on('drain', written)
-    const sinks = onConnection(
-      {
-        send,
-        close: (code, reason) => ws.close(code, reason),
-        terminate: () => ws.terminate(),
-        bufferedAmount: () => ws.bufferedAmount,
-      },
-      req,
-    )
-    ws.on('message', (data, isBinary) => sinks.message(data as Buffer, isBinary))
-    ws.on('ping', (data) => {
-      if (sinks.ping()) ws.pong(data)
-    })
-    ws.once('close', (code) => {
-      release(address)
-      if (raw && corked.delete(raw)) raw.uncork()
-      sinks.closed(code)
-    })
+    const link = new Link(ws, raw, address)
+    links.set(ws, link)
+    if (raw) links.set(raw, link)
+    link.owner = hooks.open(link, req)
+    ws.on('message', onMessage)
+    ws.on('ping', onPing)
+    ws.on('close', onClose)
   }
 
   return {

@@ -6,7 +6,7 @@ import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import type { Backplane, BackplaneMessage, BackplaneStatus, ChangeMessage } from './backplane'
 import { memoryBackplane } from './backplane'
-import { createEndpoint, type Endpoint, type SocketSinks } from './endpoint'
+import { createEndpoint, type Endpoint } from './endpoint'
 import { ListenjsError } from './errors'
 import {
   dataFrame,
@@ -40,10 +40,13 @@ import {
   isReplayRequest,
   markReplayRoute,
   replayGet,
+  upgradeRequestOf,
   versionOf,
+  withToken,
   type Dispatch,
   type ReplayContext,
   type ReplayResult,
+  type UpgradeRequest,
 } from './replay'
 
 /**
@@ -154,6 +157,9 @@ export class Hub extends EventEmitter<HubEvents> {
   private flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined
   private readonly recheckTimers = new Set<NodeJS.Timeout>()
   private heartbeatTimer: NodeJS.Timeout | undefined
+  /** Sockets that have not sent a message yet, with their deadline, oldest first. */
+  private readonly silent = new Map<Connection, number>()
+  private silentTimer: NodeJS.Timeout | undefined
   private pongTimer: NodeJS.Timeout | undefined
   private readonly tracked = new WeakSet<IncomingMessage>()
   private warnedLoop = false
@@ -170,7 +176,17 @@ export class Hub extends EventEmitter<HubEvents> {
     this.queue = new ReplayQueue(this.options.replayConcurrency, (job) => this.scope.runInAsyncScope(job))
     this.backplane = options.backplane ?? memoryBackplane()
     this.unsubscribeBackplane = this.backplane.subscribe((message) => this.receive(message))
-    this.endpoint = createEndpoint(this.options, (socket, request) => this.connect(socket, request))
+    this.endpoint = createEndpoint<Connection>(this.options, {
+      open: (socket, request) => this.connect(socket, request),
+      message: (connection, data, isBinary) => this.onMessage(connection, data, isBinary),
+      ping: (connection) => {
+        if (this.takeToken(connection)) return true
+        this.closeConnection(connection, CloseCode.TooManyMessages, 'too many pings')
+        return false
+      },
+      drained: (connection) => this.flushParked(connection),
+      closed: (connection, code) => this.dropConnection(connection, code),
+    })
   }
 
   // -------------------------------------------------------------------------------------------
@@ -264,7 +280,7 @@ export class Hub extends EventEmitter<HubEvents> {
    * @returns how many sockets were closed
    */
   disconnect(
-    predicate: (connection: { readonly id: string; readonly request: IncomingMessage }) => boolean,
+    predicate: (connection: { readonly id: string; readonly request: UpgradeRequest }) => boolean,
     code: number = CloseCode.Revoked,
   ): number {
     let closed = 0
@@ -310,49 +326,63 @@ export class Hub extends EventEmitter<HubEvents> {
   // -------------------------------------------------------------------------------------------
   // Sockets
 
-  private connect(socket: HubSocket, request: IncomingMessage): SocketSinks {
-    const context = contextFromRequest(request)
+  private connect(socket: HubSocket, req: IncomingMessage): Connection {
+    const request = upgradeRequestOf(req)
     const connection: Connection = {
       id: randomUUID(),
       socket,
       request,
-      context,
-      contextKey: contextKey(context),
+      contextKey: contextKey(contextFromRequest(request)),
       subscriptions: new Map(),
       awaitingPong: false,
       recheck: undefined,
-      firstMessageTimer: undefined,
+      spoke: false,
       tokens: this.options.limits.messageBurst,
       tokensAt: Date.now(),
       closed: false,
-      parked: new Map(),
+      parked: undefined,
       parkedBytes: 0,
     }
     this.connections.set(connection.id, connection)
-    this.scope.runInAsyncScope(() => {
-      connection.firstMessageTimer = setTimeout(() => {
-        this.closeConnection(connection, CloseCode.FirstMessageTimeout, 'no message')
-      }, this.options.limits.firstMessageMs)
-      connection.firstMessageTimer.unref()
-    })
+    this.expectFirstMessage(connection)
     const { intervalMs, timeoutMs } = this.options.heartbeat
     socket.send(welcomeFrame(connection.id, intervalMs, timeoutMs))
-    this.safeEmit('connect', { id: connection.id, remoteAddress: context.remoteAddress })
-    return {
-      message: (data, isBinary) => this.onMessage(connection, data, isBinary),
-      ping: () => {
-        if (this.takeToken(connection)) return true
-        this.closeConnection(connection, CloseCode.TooManyMessages, 'too many pings')
-        return false
-      },
-      drained: () => this.flushParked(connection),
-      closed: (code) => this.dropConnection(connection, code),
+    this.safeEmit('connect', { id: connection.id, remoteAddress: request.remoteAddress })
+    return connection
+  }
+
+  /**
+   * Closes `connection` with 4407 unless it sends a message within `limits.firstMessageMs`. Every
+   * deadline is the same span after its socket opened, so one timer serves all of them, set for the
+   * oldest.
+   */
+  private expectFirstMessage(connection: Connection): void {
+    const ms = this.options.limits.firstMessageMs
+    this.silent.set(connection, Date.now() + ms)
+    if (this.silentTimer) return
+    const expire = (): void => {
+      this.silentTimer = undefined
+      const now = Date.now()
+      for (const [waiting, deadline] of this.silent) {
+        if (deadline > now) {
+          this.silentTimer = setTimeout(expire, deadline - now).unref()
+          return
+        }
+        this.silent.delete(waiting)
+        this.closeConnection(waiting, CloseCode.FirstMessageTimeout, 'no message')
+      }
     }
+    this.scope.runInAsyncScope(() => {
+      this.silentTimer = setTimeout(expire, ms).unref()
+    })
   }
 
   private onMessage(connection: Connection, data: Buffer, isBinary: boolean): void {
     if (connection.closed) return
-    clearTimeout(connection.firstMessageTimer)
+    if (!connection.spoke) {
+      connection.spoke = true
+      this.silent.delete(connection)
+    }
     connection.awaitingPong = false
     if (!this.takeToken(connection)) {
       this.closeConnection(connection, CloseCode.TooManyMessages, 'too many messages')
@@ -381,8 +411,8 @@ export class Hub extends EventEmitter<HubEvents> {
           this.closeConnection(connection, CloseCode.TooManyMessages, 'too many messages')
           return
         }
-        connection.context = contextFromRequest(connection.request, message.token)
-        connection.contextKey = contextKey(connection.context)
+        connection.request = withToken(connection.request, message.token)
+        connection.contextKey = contextKey(contextFromRequest(connection.request))
         this.recheck(connection)
         return
       case 'pong':
@@ -432,8 +462,8 @@ export class Hub extends EventEmitter<HubEvents> {
   private dropConnection(connection: Connection, code: number): void {
     if (!this.connections.delete(connection.id)) return
     connection.closed = true
-    clearTimeout(connection.firstMessageTimer)
-    connection.parked.clear()
+    this.silent.delete(connection)
+    connection.parked = undefined
     connection.parkedBytes = 0
     for (const subscription of [...connection.subscriptions.values()]) {
       this.counters.subscriptions--
@@ -451,28 +481,31 @@ export class Hub extends EventEmitter<HubEvents> {
   /**
    * Sends a frame about `path` to one socket. A socket with more than `softPendingBytes` unsent is
    * slow: its frames wait, newest per path, until it drains (a slow consumer gets the latest state,
-   * not a queue of old ones); past `hardPendingBytes` it is closed with 4509.
+   * not a queue of old ones); past `hardPendingBytes` it is closed with 4509. `hold`: more frames
+   * are likely to follow in this turn (see `HubSocket.send`).
    */
-  private send(connection: Connection, path: string, frame: Buffer): void {
+  private send(connection: Connection, path: string, frame: Buffer, hold = false): void {
     if (connection.closed) return
     const { softPendingBytes, hardPendingBytes } = this.options.limits
-    if (connection.parked.size === 0 && connection.socket.bufferedAmount() <= softPendingBytes) {
-      connection.socket.send(frame)
+    let parked = connection.parked
+    if (parked === undefined && connection.socket.bufferedAmount() <= softPendingBytes) {
+      connection.socket.send(frame, hold)
       this.counters.messagesSent++
       return
     }
-    const older = connection.parked.get(path)
+    parked ??= connection.parked = new Map()
+    const older = parked.get(path)
     if (older) {
-      connection.parked.delete(path)
+      parked.delete(path)
       connection.parkedBytes -= older.length
       this.counters.collapsed++
     }
-    connection.parked.set(path, frame)
+    parked.set(path, frame)
     connection.parkedBytes += frame.length
     if (connection.socket.bufferedAmount() + connection.parkedBytes > hardPendingBytes) {
       this.options.logger.warn({ id: connection.id }, 'listenjs: closing a socket that fell too far behind')
       this.counters.slowClosed++
-      connection.parked.clear()
+      connection.parked = undefined
       connection.parkedBytes = 0
       this.closeConnection(connection, CloseCode.SlowConsumer, 'too far behind')
       // Its close frame waits behind what is unsent: a client that reads again gets it; one that
@@ -483,15 +516,17 @@ export class Hub extends EventEmitter<HubEvents> {
 
   /** Sends what waited for a slow socket, oldest path first, while it stays under the soft limit. */
   private flushParked(connection: Connection): void {
-    if (connection.parked.size === 0 || connection.closed) return
+    const parked = connection.parked
+    if (parked === undefined || connection.closed) return
     const soft = this.options.limits.softPendingBytes
-    for (const [path, frame] of connection.parked) {
+    for (const [path, frame] of parked) {
       if (connection.socket.bufferedAmount() > soft) return
-      connection.parked.delete(path)
+      parked.delete(path)
       connection.parkedBytes -= frame.length
       connection.socket.send(frame)
       this.counters.messagesSent++
     }
+    connection.parked = undefined
   }
 
   private refuse(
@@ -572,9 +607,9 @@ export class Hub extends EventEmitter<HubEvents> {
     this.counters.subscriptions--
     this.registry.remove(subscription)
     const { connection, path } = subscription
-    const parked = connection.parked.get(path)
+    const parked = connection.parked?.get(path)
     if (parked) {
-      connection.parked.delete(path)
+      connection.parked?.delete(path)
       connection.parkedBytes -= parked.length
     }
     this.safeEmit('unsubscribe', { id: subscription.connection.id, path: subscription.path })
@@ -593,7 +628,7 @@ export class Hub extends EventEmitter<HubEvents> {
     }
     const flight: SnapshotFlight = {
       subscribers: new Set([subscription]),
-      context: connection.context,
+      context: contextFromRequest(connection.request),
       stale: false,
     }
     resource.flights.set(connection.contextKey, flight)
@@ -610,6 +645,7 @@ export class Hub extends EventEmitter<HubEvents> {
     if (resource.flights.get(key) === flight) resource.flights.delete(key)
     if (this.closing) return
     let frame: Buffer | undefined
+    const hold = this.moreFramesComing(true)
     for (const subscription of flight.subscribers) {
       if (!resource.pending.delete(subscription)) continue
       const { connection, path } = subscription
@@ -620,11 +656,11 @@ export class Hub extends EventEmitter<HubEvents> {
         subscription.seq = seq
         if (subscription.version === result.version) {
           // A resubscription holding the current state: confirm it, send nothing again.
-          this.send(connection, path, subscribedFrame(path, result.version))
+          this.send(connection, path, subscribedFrame(path, result.version), hold)
         } else {
           subscription.version = result.version
           frame ??= dataFrame(path, result.version, result.body, result.contentType, true)
-          this.send(connection, path, frame)
+          this.send(connection, path, frame, hold)
         }
         this.safeEmit('subscribe', { id: connection.id, path })
         // A change reached the path while this replay was on: its answer may predate the change.
@@ -668,7 +704,7 @@ export class Hub extends EventEmitter<HubEvents> {
   private originOf(origin: ChangeMessage['origin']): string | null {
     if (!origin) return null
     const connection = this.connections.get(origin.id)
-    return connection && credentialsKey(connection.context.headers) === origin.credentials ? origin.id : null
+    return connection && credentialsKey(connection.request.headers) === origin.credentials ? origin.id : null
   }
 
   private receive(message: BackplaneMessage): void {
@@ -745,7 +781,14 @@ export class Hub extends EventEmitter<HubEvents> {
     const json = JSON.stringify(payload)
     const version = versionOf(json)
     const frame = payloadFrame(path, version, json)
-    this.fanOut(resource, [...resource.groups.values()], frame, version, ++this.seq)
+    this.fanOut(
+      resource,
+      [...resource.groups.values()],
+      frame,
+      version,
+      ++this.seq,
+      this.moreFramesComing(false),
+    )
   }
 
   /** Queues one replay of `group` (once: a group already waiting is not queued again). */
@@ -774,7 +817,7 @@ export class Hub extends EventEmitter<HubEvents> {
     const origin = group.origin ?? null
     group.origin = undefined
     const seq = ++this.seq
-    const result = await this.replay(first.value.connection.context, group.resource.path)
+    const result = await this.replay(contextFromRequest(first.value.connection.request), group.resource.path)
     group.state = 'idle'
     if (this.closing || group.members.size === 0) return
     this.deliver(group, result, seq, origin)
@@ -795,13 +838,13 @@ export class Hub extends EventEmitter<HubEvents> {
         false,
         origin ?? undefined,
       )
-      this.fanOut(group.resource, [group], frame, result.version, seq)
+      this.fanOut(group.resource, [group], frame, result.version, seq, this.moreFramesComing(true))
       return
     }
     if (status === 404 || status === 410) {
       group.attempts = 0
       // After `gone`, the same body as before the deletion is news again: its version is 'gone'.
-      this.fanOut(group.resource, [group], goneFrame(path, status), GONE, seq)
+      this.fanOut(group.resource, [group], goneFrame(path, status), GONE, seq, this.moreFramesComing(true))
       return
     }
     if (status >= 500 || status === 429 || status === 408) {
@@ -831,6 +874,15 @@ export class Hub extends EventEmitter<HubEvents> {
   }
 
   /**
+   * Whether other replays are running or waiting: their frames may reach the same sockets in this
+   * turn, so a socket's frames are held to leave together. Otherwise each is written at once, and the
+   * kernel starts sending while the fan-out goes on. `inQueue`: the caller is itself a queued replay.
+   */
+  private moreFramesComing(inQueue: boolean): boolean {
+    return this.queue.inFlight + this.queue.size > (inQueue ? 1 : 0)
+  }
+
+  /**
    * Sends one frame to every member of `groups` that does not hold `version` yet and does not hold
    * the state of a replay that started after this one (`seq`): nobody goes back to an older state.
    */
@@ -840,6 +892,7 @@ export class Hub extends EventEmitter<HubEvents> {
     frame: Buffer,
     version: string,
     seq: number,
+    hold: boolean,
   ): void {
     let recipients = 0
     for (const group of groups) {
@@ -848,7 +901,7 @@ export class Hub extends EventEmitter<HubEvents> {
         subscription.seq = seq
         if (subscription.version === version) continue
         subscription.version = version
-        this.send(subscription.connection, resource.path, frame)
+        this.send(subscription.connection, resource.path, frame, hold)
         recipients++
       }
     }
@@ -900,6 +953,8 @@ export class Hub extends EventEmitter<HubEvents> {
   private async shutdown(code: number): Promise<void> {
     clearInterval(this.heartbeatTimer)
     clearTimeout(this.pongTimer)
+    clearTimeout(this.silentTimer)
+    this.silent.clear()
     if (this.flushTimer !== undefined) {
       clearTimeout(this.flushTimer as NodeJS.Timeout)
       clearImmediate(this.flushTimer as NodeJS.Immediate)

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { ListenjsError } from './errors'
 import type { Backplane } from './backplane'
+import type { UpgradeRequest } from './replay'
 
 /**
  * A pino-compatible logger. Only these four methods are used; each is called either as
@@ -17,15 +18,15 @@ export interface Logger {
 export const PUBLIC: unique symbol = Symbol.for('listenjs.public')
 
 /**
- * Groups subscribers whose replays are interchangeable. Called once per subscription with the
- * upgrade request and the subscription path. Return:
+ * Groups subscribers whose replays are interchangeable. Called once per subscription with what the
+ * socket keeps of its upgrade request (headers, url, address) and the subscription path. Return:
  * - a string: subscribers of the path with the same string share one replay per change
  *   (e.g. the session's user id). Only widen groups when the GET route really answers the same to
  *   all of them;
  * - {@link PUBLIC}: one replay serves every subscriber of the path;
  * - `undefined`: the default identity (everything the replay forwards, see PROTOCOL.md).
  */
-export type Identify = (request: IncomingMessage, path: string) => string | typeof PUBLIC | undefined
+export type Identify = (request: UpgradeRequest, path: string) => string | typeof PUBLIC | undefined
 
 /** Decides whether a browser page from `origin` may connect. */
 export type OriginCheck = (origin: string, request: IncomingMessage) => boolean
@@ -35,7 +36,7 @@ export type OriginCheck = (origin: string, request: IncomingMessage) => boolean
  * resolve) `true` to go on; anything else, or a throw, refuses the subscription with `unauthorized`
  * (status 403). The replayed GET still decides after it: this is an extra, cheaper gate.
  */
-export type Authorize = (path: string, request: IncomingMessage) => boolean | Promise<boolean>
+export type Authorize = (path: string, request: UpgradeRequest) => boolean | Promise<boolean>
 
 /** Bounds on what one client may ask. Each has a default in {@link DEFAULTS}. */
 export interface Limits {

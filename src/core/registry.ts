@@ -1,14 +1,17 @@
-import type { IncomingMessage } from 'node:http'
 import { pathnameOf } from './paths'
-import type { ReplayContext } from './replay'
+import type { ReplayContext, UpgradeRequest } from './replay'
 
 /**
  * What the hub needs of a socket. The core never imports a socket library: one file
  * (`endpoint.ts`) binds this to `ws`.
  */
 export interface HubSocket {
-  /** Sends one text frame (the buffer holds UTF-8 JSON). */
-  send(frame: Buffer): void
+  /**
+   * Sends one text frame (the buffer holds UTF-8 JSON). A socket's first frame in a turn is written
+   * at once unless `hold` says more are likely to follow; held frames, and every later frame of the
+   * turn, leave together in one write when the turn ends.
+   */
+  send(frame: Buffer, hold?: boolean): void
   /** Starts the closing handshake. */
   close(code: number, reason: string): void
   /** Destroys the socket at once. */
@@ -21,21 +24,21 @@ export interface HubSocket {
 export interface Connection {
   readonly id: string
   readonly socket: HubSocket
-  /** The upgrade request, for `identify`. */
-  readonly request: IncomingMessage
-  context: ReplayContext
+  /** What is kept of the upgrade request (with the token of the last `auth`), for `identify` and replays. */
+  request: UpgradeRequest
+  /** The key of the replay context of `request`: equal keys, interchangeable replays. */
   contextKey: string
   readonly subscriptions: Map<string, Subscription>
   awaitingPong: boolean
   /** Subscriptions to check again with new credentials at the end of this turn. */
   recheck: Set<Subscription> | undefined
-  /** Closes the socket when it sends nothing within `limits.firstMessageMs`; cleared by its first message. */
-  firstMessageTimer: NodeJS.Timeout | undefined
+  /** Whether the socket sent a message yet (else it is closed after `limits.firstMessageMs`). */
+  spoke: boolean
   tokens: number
   tokensAt: number
   closed: boolean
   /** While the socket is slow: the newest frame per path, sent in this order when it drains. */
-  readonly parked: Map<string, Buffer>
+  parked: Map<string, Buffer> | undefined
   parkedBytes: number
 }
 

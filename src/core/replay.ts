@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { createHash } from 'node:crypto'
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http'
 import inject from 'light-my-request'
 
 /**
@@ -56,24 +56,50 @@ export function markReplayRoute(req: IncomingMessage, route: { public?: boolean 
 }
 
 /**
- * The replay context of a WebSocket upgrade request. `token`, when given, replaces the
- * `Authorization` header with `Bearer <token>`.
+ * What a socket keeps of its upgrade request, for `identify`, `authorize` and `hub.disconnect`: the
+ * request object itself is not retained (it would cost about a kilobyte per idle socket).
  */
-export function contextFromRequest(req: IncomingMessage, token?: string): ReplayContext {
+export interface UpgradeRequest {
+  /** The upgrade's headers as Node parsed them (lower-case names). After an `auth` message, `authorization` is `Bearer <token>`. */
+  readonly headers: IncomingHttpHeaders
+  /** The upgrade URL: path and query. */
+  readonly url: string
+  /** The TCP peer's address (behind a proxy, the proxy's; see `x-forwarded-for`). */
+  readonly remoteAddress: string
+  /** Whether the connection is TLS. */
+  readonly encrypted: boolean
+}
+
+/** What a socket keeps of its upgrade request `req`. */
+export function upgradeRequestOf(req: IncomingMessage): UpgradeRequest {
+  const socket = req.socket as { remoteAddress?: string; encrypted?: boolean }
+  return {
+    headers: req.headers,
+    url: req.url ?? '',
+    // Never let light-my-request fall back to its loopback default: an unknown address stays unknown.
+    remoteAddress: socket.remoteAddress || '0.0.0.0',
+    encrypted: socket.encrypted === true,
+  }
+}
+
+/** `request` with the token of an `auth` message as its credentials: `Authorization: Bearer <token>`. */
+export function withToken(request: UpgradeRequest, token: string): UpgradeRequest {
+  return { ...request, headers: { ...request.headers, authorization: `Bearer ${token}` } }
+}
+
+/** The replay context of a socket's upgrade request (SPEC §2.9). */
+export function contextFromRequest(request: UpgradeRequest): ReplayContext {
   const headers: Record<string, string> = {}
   for (const name of FORWARDED_HEADERS) {
-    const value = req.headers[name]
+    const value = request.headers[name]
     if (typeof value === 'string') headers[name] = value
   }
-  for (const [name, value] of Object.entries(req.headers)) {
+  for (const [name, value] of Object.entries(request.headers)) {
     if (name.startsWith('x-forwarded-') && value !== undefined) {
       headers[name] = Array.isArray(value) ? value.join(', ') : value
     }
   }
-  if (token !== undefined) headers.authorization = `Bearer ${token}`
-  const socket = req.socket as { remoteAddress?: string; encrypted?: boolean }
-  // Never let light-my-request fall back to its loopback default: an unknown address stays unknown.
-  return { headers, remoteAddress: socket.remoteAddress || '0.0.0.0', encrypted: socket.encrypted === true }
+  return { headers, remoteAddress: request.remoteAddress, encrypted: request.encrypted }
 }
 
 /** A stable key for a context: equal contexts, equal keys. */

@@ -87,11 +87,12 @@ function channelOf(prefix: string | undefined): string {
  * Creates a connection that never queues: while Redis is unreachable, commands fail at once
  * instead of piling up in memory, and HTTP requests are never slowed by the backplane.
  */
-function connect(url: string | undefined, role: string): Redis {
+function connect(url: string | undefined, role: string, channel: string): Redis {
   const options: RedisOptions = {
     enableOfflineQueue: role === 'subscriber',
     maxRetriesPerRequest: 1,
-    connectionName: `listenjs-${role}`,
+    // Named after role and channel, so `CLIENT LIST` tells which app each connection serves.
+    connectionName: `listenjs-${role}-${channel.replace(/[^\w:.-]/g, '_')}`,
     lazyConnect: false,
     retryStrategy: (attempt) => Math.min(2000, 50 * 2 ** Math.min(attempt, 6)),
   }
@@ -152,8 +153,8 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
     throw new ListenjsError('invalid_option', 'listenjs: give both "publisher" and "subscriber", or neither')
   }
   const owned = options.publisher === undefined
-  const publisher = options.publisher ?? connect(options.url, 'publisher')
-  const subscriber = options.subscriber ?? connect(options.url, 'subscriber')
+  const publisher = options.publisher ?? connect(options.url, 'publisher', channel)
+  const subscriber = options.subscriber ?? connect(options.url, 'subscriber', channel)
   const id = randomUUID()
   const handlers = new Set<(message: BackplaneMessage) => void>()
   const counters = { published: 0, dropped: 0, received: 0, malformed: 0, outages: 0 }
