@@ -7,6 +7,8 @@ export default defineConfig({
     express: 'src/adapters/express.ts',
     koa: 'src/adapters/koa.ts',
     client: 'src/client/index.ts',
+    react: 'src/react/index.ts',
+    tanstack: 'src/tanstack/index.ts',
     redis: 'src/redis/index.ts',
   },
   format: ['esm', 'cjs'],
@@ -16,5 +18,5 @@ export default defineConfig({
   splitting: true,
   target: 'es2022',
   platform: 'node',
-  external: ['fastify', 'express', 'koa', '@koa/router', 'ioredis'],
+  external: ['fastify', 'express', 'koa', '@koa/router', 'ioredis', 'react', '@tanstack/query-core'],
 })

@@ -169,6 +169,14 @@ export function callSafely<A extends unknown[]>(fn: ((...args: A) => void) | und
 
 const noop = (): void => {}
 
+/** How long a timer that fired late waits for frames queued while the page was frozen. */
+const GRACE_MS = 3000
+
+// The page's events, in browsers only (Node has no `document`).
+const page: Document | undefined = typeof document === 'undefined' ? undefined : document
+const on = (listen: boolean, event: string, fn: () => void, target: EventTarget | undefined): void =>
+  target?.[listen ? 'addEventListener' : 'removeEventListener'](event, fn)
+
 /** Creates a connection that opens on {@link Connection.open}; nothing happens before. */
 export function createConnection(config: ConnectionConfig, events: ConnectionEvents): Connection {
   const statusListeners = new Set<(status: Status) => void>()
@@ -180,6 +188,10 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
   let id: string | undefined
   let attempt = 0
   let silenceMs = 0
+  // When the last frame arrived (Date.now()).
+  let heard = 0
+  // An `offline` event came since the socket opened: it may have died with the old network.
+  let offline = false
   let silenceTimer: ReturnType<typeof setTimeout> | undefined
   let retryTimer: ReturnType<typeof setTimeout> | undefined
 
@@ -206,12 +218,42 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
     socket = undefined
   }
 
-  function armSilence(): void {
+  // A socket can die without a close event (sleeping laptop, dropped NAT entry): hearing nothing for
+  // a whole heartbeat period plus its timeout means the server is gone. Silence is measured from the
+  // last frame heard, never from timers alone: a background tab's timers fire late, and a frozen
+  // page's timer may run before the frames queued meanwhile, so a late timer first waits a grace.
+  function armSilence(delay = silenceMs): void {
     if (!silenceMs || !config.heartbeat) return
     clearTimeout(silenceTimer)
-    // A socket can die without a close event (sleeping laptop, dropped NAT entry): hearing nothing
-    // for a whole heartbeat period plus its timeout means the server is gone.
-    silenceTimer = setTimeout(() => lost(4408, true), silenceMs)
+    const due = Date.now() + delay
+    silenceTimer = setTimeout(() => {
+      const now = Date.now()
+      const quiet = now - heard
+      if (now - due > 1000) armSilence(GRACE_MS)
+      else if (quiet >= silenceMs) lost(4408, true)
+      else armSilence(silenceMs - quiet)
+    }, delay)
+  }
+
+  // The network is back or the page is visible again: a reconnect waiting for its backoff goes now,
+  // and a socket that went through an `offline` event or stayed silent too long is replaced now.
+  function wake(): void {
+    if (current === 'reconnecting' && !socket) {
+      clearTimeout(retryTimer)
+      retryTimer = setTimeout(connect)
+    } else if (ready && (offline || (silenceMs && Date.now() - heard >= silenceMs))) api.reconnect()
+    offline = false
+  }
+  const goneOffline = (): void => {
+    offline = true
+  }
+  const becameVisible = (): void => {
+    if (page?.visibilityState === 'visible') wake()
+  }
+  function watchPage(listen: boolean): void {
+    on(listen, 'online', wake, page && globalThis)
+    on(listen, 'offline', goneOffline, page && globalThis)
+    on(listen, 'visibilitychange', becameVisible, page)
   }
 
   function send(message: ClientMessage): void {
@@ -220,11 +262,12 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
 
   function connect(): void {
     silenceMs = 0
+    offline = false
     const ws = (socket = new config.WebSocket(config.url, SUBPROTOCOL))
     ws.onerror = noop
     ws.onclose = (event) => lost(event.code)
     ws.onmessage = (event) => {
-      armSilence()
+      heard = Date.now()
       const parsed = parseServerMessage(event.data)
       if (!parsed.ok) return
       const message = parsed.message
@@ -264,6 +307,7 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
     const reconnect = config.reconnect
     if (!reconnect || policy === 'never' || attempt >= reconnect.retries) {
       attempt = 0
+      watchPage(false)
       setStatus('closed')
       events.giveUp(code)
       return
@@ -282,10 +326,11 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
     retryTimer = setTimeout(connect, delay)
   }
 
-  return {
+  const api: Connection = {
     open() {
       if (current !== 'closed') return
       again = false
+      watchPage(true)
       setStatus('connecting')
       connect()
     },
@@ -293,6 +338,7 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
     close() {
       release(1000)
       attempt = 0
+      watchPage(false)
       setStatus('closed')
     },
     reconnect() {
@@ -315,4 +361,5 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
       return () => statusListeners.delete(entry)
     },
   }
+  return api
 }

@@ -181,9 +181,22 @@ export function createClient(options: ClientOptions = {}): Client {
 const defaultClients = new Map<string, Client>()
 
 /**
- * Listens through a shared default client. A path starting with `/` uses the page's endpoint
- * (`ws(s)://location.host/listen`); an absolute `http(s)://` or `ws(s)://` URL uses its own host's
- * `/listen` endpoint, with its pathname and query as the path. One default client per endpoint.
+ * The shared client of an endpoint, created on first use: the one `listen()` uses, and `listenjs/react`
+ * and `listenjs/tanstack` when given no client. One per endpoint, so one WebSocket.
+ * @param url - the hub's endpoint; default: the page's (`ws(s)://location.host/listen`)
+ * @throws ListenjsError `invalid_option` outside a browser without `url`, as {@link createClient}
+ */
+export function defaultClient(url?: string): Client {
+  const endpoint = url ?? pageEndpoint() ?? ''
+  let client = defaultClients.get(endpoint)
+  if (!client) defaultClients.set(endpoint, (client = createClient({ url: endpoint || undefined })))
+  return client
+}
+
+/**
+ * Listens through a shared default client ({@link defaultClient}). A path starting with `/` uses the
+ * page's endpoint (`ws(s)://location.host/listen`); an absolute `http(s)://` or `ws(s)://` URL uses its
+ * own host's `/listen` endpoint, with its pathname and query as the path.
  * @throws ListenjsError `bad_path` for anything else, `invalid_option` as {@link createClient}.
  */
 export function listen<T = unknown>(
@@ -191,7 +204,7 @@ export function listen<T = unknown>(
   onData: (data: T, meta: Meta) => void,
   options?: ListenOptions,
 ): Unlisten {
-  let endpoint = pageEndpoint()
+  let endpoint: string | undefined
   let path = pathOrUrl
   if (!pathOrUrl.startsWith('/')) {
     const match = /^(?:http|ws)(s?):\/\/([^/?#]+)([^#]*)/i.exec(pathOrUrl)
@@ -200,8 +213,5 @@ export function listen<T = unknown>(
     endpoint = `${match[1] ? 'wss' : 'ws'}://${match[2]}/listen`
     path = match[3]?.startsWith('/') ? match[3] : '/' + (match[3] ?? '')
   }
-  const key = endpoint ?? ''
-  let client = defaultClients.get(key)
-  if (!client) defaultClients.set(key, (client = createClient({ url: endpoint })))
-  return client.listen(path, onData, options)
+  return defaultClient(endpoint).listen(path, onData, options)
 }
