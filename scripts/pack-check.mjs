@@ -52,7 +52,8 @@ if (missing.length) console.log(`# note: the tarball has no ${missing.join(', ')
 write('package.json', JSON.stringify({ name: 'listenjs-consumer', version: '0.0.0', private: true }))
 step('npm install', 'npm', [
   ...['install', '--no-audit', '--no-fund', '--prefer-offline', join(tmp, pack.filename)],
-  ...['fastify@5', 'express@5', 'koa@3', '@koa/router@15', 'ws', 'typescript@~5.9'],
+  ...['fastify@5', 'express@5', 'koa@3', '@koa/router@15', 'ws', 'typescript@~5.9', 'react@19'],
+  '@tanstack/query-core@5',
   ...['@types/node@20', '@types/express@5', '@types/koa', '@types/ws'],
 ])
 
@@ -67,9 +68,11 @@ assert.equal(fastify.default[Symbol.for('skip-override')], true, 'fastify defaul
 for (const [name, m] of Object.entries({ express, koa })) {
   fn(m.listenjs, name + ' listenjs'); assert.equal(m.default, m.listenjs, name + ' default')
 }
-fn(client.createClient, 'createClient'); fn(client.listen, 'listen')`
+fn(client.createClient, 'createClient'); fn(client.listen, 'listen'); fn(client.defaultClient, 'defaultClient')
+fn(react.useListen, 'useListen'); fn(react.ListenProvider, 'ListenProvider')
+fn(tanstack.liveQueries, 'liveQueries'); fn(tanstack.pathOfKey, 'pathOfKey')`
 const load = (esm) =>
-  ['root', 'fastify', 'express', 'koa', 'client', 'assert'].map((name) => {
+  ['root', 'fastify', 'express', 'koa', 'client', 'react', 'tanstack', 'assert'].map((name) => {
     const from = { root: 'listenjs', assert: 'node:assert/strict' }[name] ?? `listenjs/${name}`
     return esm ? `import * as ${name} from '${from}'` : `const ${name} = require('${from}')`
   })

@@ -210,6 +210,61 @@ describeWithChromium('the calendar example in a real browser', () => {
   )
 
   it(
+    'reconnects at once when the network comes back or the page becomes visible, not after its backoff',
+    async () => {
+      const context = await newContext(browser)
+      contextsOfTest.push(context)
+      const page = await context.newPage()
+      const sockets: PageSocket[] = []
+      page.on('websocket', (socket) => sockets.push(socket))
+      await page.goto(`${calendar.base}/api/appointments`)
+      // A client whose backoff is an hour: only a wake-up can bring it back within the test.
+      await page.evaluate(`(async () => {
+        const { createClient } = await import('/listenjs/client.js')
+        const client = createClient({ reconnect: { initialDelayMs: 3600000, maxDelayMs: 3600000, jitter: false } })
+        window.liveClient = client
+        await client.listen('/api/appointments', () => {}).ready
+      })()`)
+      const status = (): Promise<string> => page.evaluate('window.liveClient.status()') as Promise<string>
+      const waitStatus = (wanted: string): Promise<unknown> =>
+        page.waitForFunction(
+          (s) => (window as unknown as { liveClient: { status(): string } }).liveClient.status() === s,
+          wanted,
+          {
+            timeout: 15_000,
+          },
+        )
+      expect(await status()).toBe('open')
+
+      // The network comes back (`online`): a reconnect waiting for its backoff goes now.
+      await calendar.stop()
+      await waitStatus('reconnecting')
+      await calendar.start()
+      await page.evaluate(() => window.dispatchEvent(new Event('online')))
+      await waitStatus('open')
+
+      // The page becomes visible again: the same.
+      await calendar.stop()
+      await waitStatus('reconnecting')
+      await calendar.start()
+      await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')))
+      await waitStatus('open')
+
+      // Offline then online while open: the socket may have died with the old network; a new one
+      // replaces it at once.
+      const before = sockets.length
+      await context.setOffline(true)
+      await context.setOffline(false)
+      await page.waitForFunction(() => navigator.onLine)
+      for (let i = 0; i < 150 && sockets.length === before; i++) await new Promise((r) => setTimeout(r, 100))
+      await waitStatus('open')
+      expect(sockets.length).toBeGreaterThan(before)
+      await page.evaluate('window.liveClient.close()')
+    },
+    TEST_TIMEOUT_MS,
+  )
+
+  it(
     'opens exactly one WebSocket for a page listening to 20 paths',
     async () => {
       const context = await newContext(browser)

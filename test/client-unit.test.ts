@@ -656,6 +656,26 @@ describe('heartbeat', () => {
     expect(socket.closedWith).toBe(4408)
   })
 
+  test('a timer that fires late (a throttled or frozen tab) waits for the frames queued meanwhile', () => {
+    const client = makeClient()
+    client.listen('/a', () => {})
+    const socket = latest()
+    socket.open()
+    socket.receive(welcome(1000, 500))
+    // The page was frozen for a minute: the clock moved, the timer did not run.
+    jest.setSystemTime(Date.now() + 60_000)
+    jest.advanceTimersByTime(1500)
+    expect(socket.closedWith).toBeUndefined()
+    // The ping the server sent meanwhile is handled after the late timer: the socket is alive.
+    socket.receive({ type: 'ping' })
+    jest.advanceTimersByTime(1499)
+    expect(socket.closedWith).toBeUndefined()
+    expect(client.status()).toBe('open')
+    // Real silence still ends it.
+    jest.advanceTimersByTime(5000)
+    expect(socket.closedWith).toBe(4408)
+  })
+
   test('heartbeat: false turns silence detection off', () => {
     const client = makeClient({ heartbeat: false })
     client.listen('/a', () => {})
