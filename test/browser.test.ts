@@ -1,7 +1,8 @@
 /**
  * The calendar example in a real browser (headless Chromium): two visitors see each other's changes
- * without reloading, a page catches up after the server restarts, one page opens one WebSocket however
- * many paths it listens to, a page of another origin cannot connect, and a screenshot of the calendar.
+ * without reloading, a page catches up after the server restarts, the network coming back or the page
+ * becoming visible reconnects at once, an https page connects over wss://, one page opens one WebSocket
+ * however many paths it listens to, a page of another origin cannot connect, and a screenshot.
  * The calendar runs in a child process (test/fixtures/calendar-control.mjs) so a test can stop it and
  * change its store while it is down.
  */
@@ -260,6 +261,46 @@ describeWithChromium('the calendar example in a real browser', () => {
       await waitStatus('open')
       expect(sockets.length).toBeGreaterThan(before)
       await page.evaluate('window.liveClient.close()')
+    },
+    TEST_TIMEOUT_MS,
+  )
+
+  it(
+    'connects over wss:// from an https page',
+    async () => {
+      const secure = await startCalendar({ https: true })
+      try {
+        const context = await newContext(browser, { trustTestCertificate: true })
+        contextsOfTest.push(context)
+        const page = await context.newPage()
+        const sockets: PageSocket[] = []
+        page.on('websocket', (socket) => sockets.push(socket))
+        await page.goto(`${secure.base}/`)
+        await page.waitForSelector('#status[data-status="open"]')
+        await page.waitForSelector('.appointment')
+        expect(secure.base.startsWith('https://')).toBe(true)
+        expect(sockets).toHaveLength(1)
+        expect(sockets[0]?.url()).toBe(`wss://127.0.0.1:${secure.port}/listen`)
+        // Live over TLS too: a write through the API (from the page, in its time zone) comes back pushed.
+        const day = await dayInShownWeek(page)
+        const title = uniqueTitle('Over TLS')
+        const status = await page.evaluate(
+          async ({ day, title }) => {
+            const at = (time: string): string => new Date(`${day}T${time}`).toISOString()
+            const response = await fetch('/api/appointments', {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ title, start: at('12:15'), end: at('12:45') }),
+            })
+            return response.status
+          },
+          { day, title },
+        )
+        expect(status).toBe(201)
+        await page.locator('.appointment', { hasText: title }).waitFor()
+      } finally {
+        await secure.close()
+      }
     },
     TEST_TIMEOUT_MS,
   )

@@ -75,11 +75,13 @@ function semanticErrors(item) {
  *   const app = buildApp(); await app.listen({ port: 0 })
  * Options: `store` (default: a fresh seeded in-memory store; or the Redis store of redis-store.mjs,
  * whose calls are async: every call is awaited, so either works), `logger` (Fastify logger option),
- * `listenjs` (extra listenjs hub options, e.g. `{ backplane: redisBackplane() }` for several processes).
+ * `listenjs` (extra listenjs hub options, e.g. `{ backplane: redisBackplane() }` for several processes),
+ * `https` (Fastify's `https` option, `{ key, cert }`: the page then connects over `wss://`).
  */
-export function buildApp({ store = createStore(), logger = false, listenjs: liveOptions = {} } = {}) {
+export function buildApp({ store = createStore(), logger = false, listenjs: liveOptions = {}, https } = {}) {
   const app = Fastify({
     logger,
+    ...(https ? { https } : {}),
     // Reject unknown properties and wrong types with a 400 instead of silently dropping or coercing them.
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: true } },
   })

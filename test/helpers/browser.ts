@@ -64,8 +64,15 @@ export function launchChromium(): Promise<Browser> {
 }
 
 /** A fresh browser context (its own cookies and storage: a separate visitor) at {@link VIEWPORT}. */
-export async function newContext(browser: Browser): Promise<BrowserContext> {
-  const context = await browser.newContext({ viewport: { ...VIEWPORT } })
+export async function newContext(
+  browser: Browser,
+  { trustTestCertificate = false } = {},
+): Promise<BrowserContext> {
+  // The https test server's certificate is self-signed: only that test's context accepts it.
+  const context = await browser.newContext({
+    viewport: { ...VIEWPORT },
+    ignoreHTTPSErrors: trustTestCertificate,
+  })
   context.setDefaultTimeout(WAIT_MS)
   return context
 }
@@ -144,9 +151,13 @@ interface Reply {
   ready?: boolean
 }
 
-/** Forks test/fixtures/calendar-control.mjs and starts the calendar on a free port. */
-export async function startCalendar(): Promise<CalendarControl> {
-  const child: ChildProcess = fork(path.join(__dirname, '..', 'fixtures', 'calendar-control.mjs'), [], {
+/**
+ * Forks test/fixtures/calendar-control.mjs and starts the calendar on a free port; with `https`, over
+ * TLS with the test certificate (pages then need a context that trusts it, see {@link newContext}).
+ */
+export async function startCalendar({ https = false } = {}): Promise<CalendarControl> {
+  const args = https ? ['--https'] : []
+  const child: ChildProcess = fork(path.join(__dirname, '..', 'fixtures', 'calendar-control.mjs'), args, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
   const pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>()
@@ -182,7 +193,7 @@ export async function startCalendar(): Promise<CalendarControl> {
     const { port } = await command<{ port: number }>('start')
     return {
       port,
-      base: `http://127.0.0.1:${port}`,
+      base: `${https ? 'https' : 'http'}://127.0.0.1:${port}`,
       start: async () => void (await command('start')),
       stop: async () => void (await command('stop')),
       create: (data) => command<Appointment>('create', data),
