@@ -54,7 +54,7 @@ step('npm install', 'npm', [
   ...['install', '--no-audit', '--no-fund', '--prefer-offline', join(tmp, pack.filename)],
   ...['fastify@5', 'express@5', 'koa@3', '@koa/router@15', 'ws', 'typescript@~5.9', 'react@19'],
   '@tanstack/query-core@5',
-  ...['@types/node@20', '@types/express@5', '@types/koa', '@types/ws'],
+  ...['@types/node@20', '@types/express@5', '@types/koa', '@types/ws', '@types/react@19'],
 ])
 
 // 3a. Every subpath loads through require() and through import, with its key exports.
@@ -173,6 +173,9 @@ import { Router } from '@koa/router'
 import { listenjs as koaListenjs, type KoaListenjs } from 'listenjs/koa'
 import WebSocket from 'ws'
 import { createClient, listen, type Client, type Meta } from 'listenjs/client'
+import { ListenProvider, useListen, type ListenState } from 'listenjs/react'
+import { liveQueries } from 'listenjs/tanstack'
+import { QueryClient } from '@tanstack/query-core'
 const options: HubOptions = { path: '/listen', identify: () => PUBLIC }
 const hub: Hub = createHub(options)
 const error: ListenjsError = new ListenjsError('invalid_option', 'bad', { path: '/x' })
@@ -196,6 +199,12 @@ client.listen<{ id: string }[]>('/items', (items, meta: Meta) => {
   console.log(id, version, meta.snapshot)
 })()
 listen('/x', () => {}, { onError: (e) => e.code })
+export function useItems(): string | undefined {
+  const state: ListenState<{ id: string }[]> = useListen<{ id: string }[]>('/items', { client })
+  return state.status === 'live' ? state.data?.[0]?.id : state.error?.code
+}
+export const provider = ListenProvider({ client, children: null })
+export const stop: () => void = liveQueries(new QueryClient(), client, { pathOf: (key) => String(key[0]) })
 `
 write('consumer.mts', CONSUMER)
 write('consumer.cts', CONSUMER)
@@ -210,7 +219,9 @@ import Fastify from 'fastify'
 import { listenjs as expressListenjs } from 'listenjs/express'
 import { listenjs as koaListenjs } from 'listenjs/koa'
 import { createClient } from 'listenjs/client'
+import { useListen } from 'listenjs/react'
 createHub({ path: 42 }) // error
+useListen(42) // error
 Fastify().listenjs.notify(42) // error
 expressListenjs().attach('not a server') // error
 koaListenjs({ heartbeat: { intervalMs: 'soon' } }) // error
