@@ -5,14 +5,7 @@
 import type { AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
 import { createClient, type Client } from '../src/client'
-
-async function until(predicate: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
+import { until } from './helpers/wait'
 
 describe('client on the wire', () => {
   let server: WebSocketServer

@@ -7,6 +7,7 @@ import { createClient, type Client, type Meta } from '../src/client'
 import type { ListenjsError } from '../src/core/errors'
 import { FRAMEWORKS, startFixture, tlsMaterial, type Fixture } from './helpers/apps'
 import { TestClient, type Frame } from './helpers/tclient'
+import { until } from './helpers/wait'
 
 async function request(app: Fixture, method: string, path: string, body?: unknown): Promise<Response> {
   return fetch(`${app.url}${path}`, {
@@ -14,15 +15,6 @@ async function request(app: Fixture, method: string, path: string, body?: unknow
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   })
-}
-
-/** Resolves when `predicate` holds, polling every 10 ms; rejects after `timeoutMs`. */
-async function until(predicate: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
 }
 
 /** Collects what one `listen` call receives. */

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import path from 'node:path'
 import WebSocket from 'ws'
 import { createClient, type Client } from '../src/client'
+import { until } from './helpers/wait'
 
 const EXAMPLES = [
   ['calendar (Fastify)', 'examples/calendar/server.mjs'],
@@ -19,14 +20,6 @@ interface Appointment {
   title: string
   start: string
   end: string
-}
-
-async function until(predicate: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
 }
 
 /** Starts an example on a free port; resolves with its base URL once it prints it. */
@@ -81,7 +74,7 @@ describe.each(EXAMPLES)('the %s example', (_name, file) => {
   it('pushes every successful change of the appointments to a listener, and nothing for a rejected one', async () => {
     const seen: Appointment[][] = []
     const off = client.listen<Appointment[]>('/api/appointments', (list) => seen.push(list))
-    await until(() => seen.length === 1)
+    await until(() => seen.length === 1, 5000)
     const initial = seen[0]?.length ?? 0
     expect(initial).toBeGreaterThan(0)
 
@@ -98,19 +91,19 @@ describe.each(EXAMPLES)('the %s example', (_name, file) => {
     })
     expect(created.status).toBe(201)
     const { id } = (await created.json()) as Appointment
-    await until(() => seen.length === 2)
+    await until(() => seen.length === 2, 5000)
     expect(seen[1]?.map((a) => a.id)).toContain(id)
 
     const patched = await send('PATCH', `/api/appointments/${id}`, { title: 'Review, moved' })
     expect(patched.status).toBe(200)
-    await until(() => seen.length === 3)
+    await until(() => seen.length === 3, 5000)
     expect(seen[2]?.find((a) => a.id === id)?.title).toBe('Review, moved')
 
     const rejected = await send('POST', '/api/appointments', { title: '' })
     expect(rejected.status).toBe(400)
 
     expect((await send('DELETE', `/api/appointments/${id}`)).status).toBe(204)
-    await until(() => seen.length === 4)
+    await until(() => seen.length === 4, 5000)
     // The rejected POST pushed nothing: the delete's state is the very next one.
     expect(seen[3]).toHaveLength(initial)
     off()

@@ -332,7 +332,7 @@ export class Hub extends EventEmitter<HubEvents> {
       id: randomUUID(),
       socket,
       request,
-      contextKey: contextKey(contextFromRequest(request)),
+      contextKey: contextKey(request),
       subscriptions: new Map(),
       awaitingPong: false,
       recheck: undefined,
@@ -412,7 +412,7 @@ export class Hub extends EventEmitter<HubEvents> {
           return
         }
         connection.request = withToken(connection.request, message.token)
-        connection.contextKey = contextKey(contextFromRequest(connection.request))
+        connection.contextKey = contextKey(connection.request)
         this.recheck(connection)
         return
       case 'pong':
@@ -607,10 +607,12 @@ export class Hub extends EventEmitter<HubEvents> {
     this.counters.subscriptions--
     this.registry.remove(subscription)
     const { connection, path } = subscription
-    const parked = connection.parked?.get(path)
-    if (parked) {
+    const frame = connection.parked?.get(path)
+    if (frame) {
       connection.parked?.delete(path)
-      connection.parkedBytes -= parked.length
+      connection.parkedBytes -= frame.length
+      // No frame waiting is no map: `send` then writes directly again.
+      if (connection.parked?.size === 0) connection.parked = undefined
     }
     this.safeEmit('unsubscribe', { id: subscription.connection.id, path: subscription.path })
   }

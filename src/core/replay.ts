@@ -102,8 +102,9 @@ export function contextFromRequest(request: UpgradeRequest): ReplayContext {
   return { headers, remoteAddress: request.remoteAddress, encrypted: request.encrypted }
 }
 
-/** A stable key for a context: equal contexts, equal keys. */
-export function contextKey(context: ReplayContext): string {
+/** A stable key for the replay context of `request`: equal contexts, equal keys. */
+export function contextKey(request: UpgradeRequest): string {
+  const context = contextFromRequest(request)
   const names = Object.keys(context.headers).sort()
   const canonical = JSON.stringify([
     context.remoteAddress,

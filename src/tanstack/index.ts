@@ -68,15 +68,15 @@ export function liveQueries(
     })
   }
 
-  const wanted = (query: Query): boolean =>
-    query.getObserversCount() > 0 &&
-    cache.get(query.queryHash) === query &&
-    pathOf(query.queryKey) !== undefined
+  // In use: observed, and still the cache's query for its key. (A key never changes, so neither
+  // does the path it names.)
+  const inUse = (query: Query): boolean =>
+    query.getObserversCount() > 0 && cache.get(query.queryHash) === query
 
   const sync = (query: Query): void => {
     const path = pathOf(query.queryKey)
     const entry = live.get(query)
-    if (wanted(query) && path !== undefined) {
+    if (path !== undefined && inUse(query)) {
       if (entry) return
       const created: Live = {
         waiting: false,
@@ -96,7 +96,7 @@ export function liveQueries(
     } else if (entry) {
       // Stopped one macrotask later, so that a component remounting at once (StrictMode) keeps it.
       setTimeout(() => {
-        if (live.get(query) !== entry || wanted(query)) return
+        if (live.get(query) !== entry || inUse(query)) return
         live.delete(query)
         entry.stop()
       })

@@ -14,6 +14,7 @@ import { listenjs as expressListenjs, isReplay as expressIsReplay } from '../../
 import { listenjs as koaListenjs, isReplay as koaIsReplay } from '../../src/adapters/koa'
 import type { Hub, RouteOptions } from '../../src/core/hub'
 import type { HubOptions } from '../../src/core/options'
+import { sleep } from './wait'
 
 /** The frameworks every conformance test runs on. */
 export const FRAMEWORKS = ['fastify', 'express', 'koa'] as const
@@ -182,8 +183,6 @@ async function serve(
     },
   }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions) => Promise<Started>> = {
   async fastify(state, options) {

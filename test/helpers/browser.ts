@@ -2,7 +2,7 @@
  * Real Chromium for the end-to-end tests, and the calendar example under a test's control (the app of
  * test/fixtures/calendar-control.mjs in a forked child: tests are CommonJS and cannot import the
  * example's ES modules). Without Chromium, tests skip with a loud message; with CI=true they fail
- * instead. scripts/screenshot.mjs does the same launch and screenshot without Jest.
+ * instead. `npm run screenshot` takes the README's picture through the screenshot test.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'

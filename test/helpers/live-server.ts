@@ -6,6 +6,7 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import http from 'node:http'
 import path from 'node:path'
+import { until } from './wait'
 
 /** A running live app. */
 export interface LiveServer {
@@ -71,14 +72,6 @@ export async function startLiveServer(): Promise<LiveServer> {
   }
 }
 
-/** Polls `predicate` every 20 ms until it holds (or throws after `timeoutMs`). */
-export async function eventually(
-  predicate: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
+/** {@link until} with the longer wait these child-process tests need. */
+export const eventually = (predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> =>
+  until(predicate, timeoutMs)
