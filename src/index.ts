@@ -10,6 +10,7 @@ export type {
   HubEvents,
   HubStats,
   PushEvent,
+  RouteMatch,
   RouteOptions,
   SubscriptionEvent,
 } from './core/hub'

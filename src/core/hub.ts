@@ -62,6 +62,16 @@ export interface RouteOptions {
   public?: boolean
 }
 
+/**
+ * The route a framework matched for a request: its template as declared (`/items/:id`, prefixes
+ * included) and the decoded params. The hub fills the template to key a change the way the router
+ * saw it, whatever spelling the client used.
+ */
+export interface RouteMatch {
+  readonly template: string
+  readonly params: Readonly<Record<string, unknown>>
+}
+
 /** An `http` or `https` server the hub can attach to. */
 export type AttachableServer = Server | HttpsServer
 
@@ -244,6 +254,7 @@ export class Hub extends EventEmitter<HubEvents> {
     res: ServerResponse,
     path: string,
     route: () => RouteOptions | undefined,
+    _routed?: () => RouteMatch | undefined,
   ): void {
     if (this.tracked.has(req)) return
     this.tracked.add(req)
