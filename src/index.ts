@@ -23,6 +23,7 @@ export type {
   Limits,
   Logger,
   OriginCheck,
+  PathRule,
 } from './core/options'
 export { ListenjsError } from './core/errors'
 export type { ListenjsErrorCode } from './core/errors'

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
-import type { RequestHandler } from 'express'
-import { createHub, type AttachableServer, type Hub, type RouteOptions } from '../core/hub'
+import type { Request, RequestHandler } from 'express'
+import { createHub, type AttachableServer, type Hub, type RouteMatch, type RouteOptions } from '../core/hub'
 import type { HubOptions } from '../core/options'
 import { isReplayRequest } from '../core/replay'
 
@@ -23,7 +23,13 @@ export interface ExpressListenjs extends RequestHandler {
 export function listenjs(options: HubOptions = {}): ExpressListenjs {
   const hub = createHub(options)
   const middleware: RequestHandler = (req, res, next) => {
-    hub.track(req, res, req.originalUrl ?? req.url, () => res.locals.listenjs as RouteOptions | undefined)
+    hub.track(
+      req,
+      res,
+      req.originalUrl ?? req.url,
+      () => res.locals.listenjs as RouteOptions | undefined,
+      () => routeOf(req),
+    )
     next()
   }
   return Object.assign(middleware, {
@@ -36,6 +42,16 @@ export function listenjs(options: HubOptions = {}): ExpressListenjs {
   })
 }
 export default listenjs
+
+/**
+ * The route Express matched: the mount path as the client wrote it (escaped, so that no character
+ * of it reads as template syntax) followed by the route's path, or undefined outside a route.
+ */
+function routeOf(req: Request): RouteMatch | undefined {
+  const path: unknown = (req.route as { path?: unknown } | undefined)?.path
+  if (typeof path !== 'string') return undefined
+  return { template: req.baseUrl.replace(/[\\:*?(){}]/g, '\\$&') + path, params: { ...req.params } }
+}
 
 /** Whether `req` is a replay made by listenjs (to keep it out of counters, logs, rate limits). */
 export function isReplay(req: IncomingMessage): boolean {

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { createHub, type Hub, type RouteOptions } from '../core/hub'
+import { createHub, type Hub, type RouteMatch, type RouteOptions } from '../core/hub'
 import type { HubOptions } from '../core/options'
 import { isReplayRequest } from '../core/replay'
 
@@ -14,6 +14,21 @@ declare module 'fastify' {
     /** listenjs options of this route: `{ notify?, changes?, public? }`. */
     listenjs?: RouteOptions
   }
+  interface FastifyRequest {
+    /**
+     * listenjs options of this request, set by a handler at run time (`request.listenjs = { public:
+     * true }`); they replace the route's `config.listenjs`. Read when the response ends.
+     */
+    listenjs?: RouteOptions
+  }
+}
+
+/** The route Fastify matched (`routeOptions.url` includes the prefix), or undefined on a 404. */
+function routeOf(request: FastifyRequest): RouteMatch | undefined {
+  const template = request.routeOptions.url
+  const params = request.params
+  if (template === undefined || typeof params !== 'object' || params === null) return undefined
+  return { template, params: params as Readonly<Record<string, unknown>> }
 }
 
 const plugin: FastifyPluginAsync<HubOptions> = async (app, options) => {
@@ -28,8 +43,16 @@ const plugin: FastifyPluginAsync<HubOptions> = async (app, options) => {
   }
   const hub = createHub(hubOptions)
   app.decorate('listenjs', hub)
+  // A value, not a reference, so every request starts without options of its own.
+  app.decorateRequest('listenjs', undefined)
   app.addHook('onRequest', (request, reply, done) => {
-    hub.track(request.raw, reply.raw, request.raw.url ?? '/', () => request.routeOptions.config.listenjs)
+    hub.track(
+      request.raw,
+      reply.raw,
+      request.raw.url ?? '/',
+      () => request.listenjs ?? request.routeOptions.config.listenjs,
+      () => routeOf(request),
+    )
     done()
   })
   hub.attach(app.server)
@@ -41,8 +64,8 @@ const plugin: FastifyPluginAsync<HubOptions> = async (app, options) => {
 /**
  * The listenjs Fastify plugin: `await app.register(listenjs, options)`. Attaches to `app.server`,
  * decorates `app.listenjs` with the {@link Hub}, and makes every successful POST, PUT, PATCH and
- * DELETE notify its path. Per-route options go in the route's `config.listenjs`. Sockets are closed
- * in `preClose`.
+ * DELETE notify its path. Per-route options go in the route's `config.listenjs`, per-request ones
+ * in `request.listenjs`. Sockets are closed in `preClose`.
  * @throws ListenjsError `invalid_option` at registration when an option is wrong
  */
 const listenjs = fp(plugin, { fastify: '5.x', name: 'listenjs' })

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
 import type { Context, Middleware } from 'koa'
-import { createHub, type AttachableServer, type Hub, type RouteOptions } from '../core/hub'
+import { createHub, type AttachableServer, type Hub, type RouteMatch, type RouteOptions } from '../core/hub'
 import type { HubOptions } from '../core/options'
 import { isReplayRequest } from '../core/replay'
 
@@ -25,7 +25,13 @@ export interface KoaListenjs {
 export function listenjs(options: HubOptions = {}): KoaListenjs {
   const hub = createHub(options)
   const middleware: Middleware = (ctx, next) => {
-    hub.track(ctx.req, ctx.res, ctx.originalUrl, () => (ctx.state as { listenjs?: RouteOptions }).listenjs)
+    hub.track(
+      ctx.req,
+      ctx.res,
+      ctx.originalUrl,
+      () => (ctx.state as { listenjs?: RouteOptions }).listenjs,
+      () => routeOf(ctx),
+    )
     return next()
   }
   return {
@@ -39,6 +45,16 @@ export function listenjs(options: HubOptions = {}): KoaListenjs {
   }
 }
 export default listenjs
+
+/**
+ * The route @koa/router matched: `ctx._matchedRoute` is its template with every router prefix, and
+ * nothing resets it or `ctx.params` before the response ends, wherever this middleware is mounted.
+ */
+function routeOf(ctx: Context): RouteMatch | undefined {
+  const { _matchedRoute: template, params } = ctx as { _matchedRoute?: unknown; params?: unknown }
+  if (typeof template !== 'string') return undefined
+  return { template, params: typeof params === 'object' && params !== null ? { ...params } : {} }
+}
 
 /** Whether the request of `ctx` is a replay made by listenjs (to keep it out of counters, logs, rate limits). */
 export function isReplay(ctx: Context | IncomingMessage): boolean {

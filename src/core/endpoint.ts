@@ -64,7 +64,7 @@ export interface Endpoint {
 
 /**
  * Creates the endpoint (`ws` in `noServer` mode). The upgrade is checked before any WebSocket exists:
- * wrong path → left alone; disallowed `Origin` → HTTP 403; too many sockets from one address → 429.
+ * wrong path → left alone; no `Host` → HTTP 400; disallowed `Origin` → HTTP 403; too many sockets from one address → 429.
  *
  * Every open socket costs one `Link` (methods on its prototype) and nothing else of ours: the
  * listeners are shared functions that find their link through `this`.
@@ -210,6 +210,8 @@ export function createEndpoint<C>(options: ResolvedOptions, hooks: EndpointHooks
         if (server.listenerCount('upgrade') <= 1) refuse(socket, 404)
         return
       }
+      // Replays carry the upgrade's Host; one is never invented (HTTP/1.1 requires it anyway).
+      if (!req.headers.host) return refuse(socket, 400)
       if (!originAllowed(req, options.allowedOrigins, options.trustProxy)) return refuse(socket, 403)
       const address = req.socket.remoteAddress ?? ''
       if ((perAddress.get(address) ?? 0) >= options.limits.connectionsPerAddress) return refuse(socket, 429)

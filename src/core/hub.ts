@@ -17,10 +17,12 @@ import {
   subscribedFrame,
   welcomeFrame,
 } from './frames'
+import { fillRoute, headerPath, nearestKeyable, requestTargetPath } from './keys'
 import { resolveOptions, PUBLIC, type Authorize, type HubOptions, type ResolvedOptions } from './options'
 import { checkPath, expandChange, pathnameOf } from './paths'
 import { CLIENT_HEADER, CloseCode, parseClientMessage, type ErrorCode } from './protocol'
-import { ReplayQueue } from './queue'
+import { FairQueue } from './scheduler'
+import { groupKey, kindOf, publicContext, publicKey, verdict } from './sharing'
 import {
   Registry,
   type Connection,
@@ -91,6 +93,11 @@ export interface HubStats {
   replaysInFlight: number
   /** Replays waiting for a slot. */
   replaysQueued: number
+  /**
+   * The most replays one connection has waiting now. Bounded by `limits.subscriptionsPerSocket`: a
+   * path and group waiting already is never queued twice, and a replay nobody needs is dropped.
+   */
+  replaysQueuedPerConnectionMax: number
   /** Bytes waiting to be written to sockets, unsent and collapsed (slow consumers), summed over sockets. */
   pendingBytes: number
   /** States that replaced an older unsent state of the same path for a slow socket. */
@@ -133,7 +140,10 @@ export interface HubEvents {
 }
 
 const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
-const PUBLIC_GROUP = 'public'
+/** The most paths one backplane change message may name (a hostile or broken one is dropped). */
+const MAX_CHANGE_PATHS = 1024
+/** The most routes warned about once for an unkeyable change path (the set stays bounded). */
+const MAX_WARNED_ROUTES = 1000
 const MAX_RETRY_DELAY_MS = 30_000
 /** How long a socket closed for being too slow may take to read its close frame. */
 const SLOW_CLOSE_GRACE_MS = 5000
@@ -149,7 +159,7 @@ export class Hub extends EventEmitter<HubEvents> {
   readonly options: ResolvedOptions
   private readonly registry = new Registry()
   private readonly connections = new Map<string, Connection>()
-  private readonly queue: ReplayQueue
+  private readonly queue: FairQueue
   private readonly backplane: Backplane
   private readonly unsubscribeBackplane: () => void
   private readonly endpoint: Endpoint
@@ -166,6 +176,10 @@ export class Hub extends EventEmitter<HubEvents> {
   private seq = 0
   private flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined
   private readonly recheckTimers = new Set<NodeJS.Timeout>()
+  /** Paths with a resync replay pending: a flood of `resync` signals costs one replay per path. */
+  private readonly resyncing = new Set<string>()
+  /** Routes already warned about for a change path that could not be keyed. */
+  private readonly warnedRoutes = new Set<string>()
   private heartbeatTimer: NodeJS.Timeout | undefined
   /** Sockets that have not sent a message yet, with their deadline, oldest first. */
   private readonly silent = new Map<Connection, number>()
@@ -174,7 +188,7 @@ export class Hub extends EventEmitter<HubEvents> {
   private readonly tracked = new WeakSet<IncomingMessage>()
   private warnedLoop = false
   private closing: Promise<void> | undefined
-  private counters = { messagesSent: 0, replays: 0, subscriptions: 0, collapsed: 0, slowClosed: 0 }
+  private counters = { messagesSent: 0, replays: 0, collapsed: 0, slowClosed: 0 }
 
   /**
    * @param options - see {@link HubOptions}; every field has a default
@@ -183,9 +197,13 @@ export class Hub extends EventEmitter<HubEvents> {
   constructor(options: HubOptions = {}) {
     super()
     this.options = resolveOptions(options)
-    this.queue = new ReplayQueue(this.options.replayConcurrency, (job) => this.scope.runInAsyncScope(job))
+    this.queue = new FairQueue(
+      this.options.replayConcurrency,
+      this.options.limits.replaysInFlightPerConnection,
+      (job) => this.scope.runInAsyncScope(job),
+    )
     this.backplane = options.backplane ?? memoryBackplane()
-    this.unsubscribeBackplane = this.backplane.subscribe((message) => this.receive(message))
+    this.unsubscribeBackplane = this.backplane.subscribe((message) => this.receiveSafely(message))
     this.endpoint = createEndpoint<Connection>(this.options, {
       open: (socket, request) => this.connect(socket, request),
       message: (connection, data, isBinary) => this.onMessage(connection, data, isBinary),
@@ -244,25 +262,48 @@ export class Hub extends EventEmitter<HubEvents> {
 
   /**
    * Watches one HTTP request: when a POST, PUT, PATCH or DELETE on it ends with a 2xx status (on
-   * `finish`, or on `close` once the status was sent), its path changes. `route` is read when the
-   * response ends, so a handler can still set its options. The adapters call this for every request;
-   * calling it twice for one request does nothing.
-   * @param path - the request's path as the client sent it (the query is ignored)
+   * `finish`, or on `close` once the status was sent), its path changes, keyed every way the app
+   * knows it (SPEC §2.3): the request-target as sent (absolute-form reduced to its path), the route
+   * the framework matched filled with its decoded params, and the response's `Content-Location`
+   * (and `Location` on a 201). `route` and `routed` are read when the response ends, so a handler can
+   * still set its options. The adapters call this for every request; calling it twice for one
+   * request does nothing.
+   * @param path - the request-target as the client sent it (the query is ignored)
+   * @param routed - the route the framework matched, if any; called when the headers are written
    */
   track(
     req: IncomingMessage,
     res: ServerResponse,
     path: string,
     route: () => RouteOptions | undefined,
-    _routed?: () => RouteMatch | undefined,
+    routed?: () => RouteMatch | undefined,
   ): void {
     if (this.tracked.has(req)) return
+    const replay = isReplayRequest(req)
+    if (!replay && !MUTATIONS.has(req.method ?? '')) return
     this.tracked.add(req)
-    if (isReplayRequest(req)) {
-      res.once('finish', () => markReplayRoute(req, route()))
+    const pathname = pathnameOf(requestTargetPath(path))
+    // What the router matched and the headers the app set are read when the headers are written,
+    // from inside the handler that answers: by `finish`, a router may have restored its params, and
+    // headers given to `writeHead` itself (as Fastify does) are not kept where `getHeader` sees them.
+    // Node writes every response's headers through `writeHead`, explicitly or not.
+    let answered: { match: RouteMatch | undefined; headers: unknown } | undefined
+    const writeHead = res.writeHead
+    res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+      answered ??= { match: routed?.(), headers: args.find((a) => typeof a === 'object' && a !== null) }
+      return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args)
+    } as ServerResponse['writeHead']
+    const keys = (): string[] => this.keysOf(req, res, pathname, answered?.match, answered?.headers)
+    if (replay) {
+      // What the router and the answer say this path is: the subscription is reached by those too.
+      res.once('finish', () => {
+        const aliases = keys().filter(
+          (key) => key !== pathname && checkPath(key, this.options.limits.pathLength) === undefined,
+        )
+        markReplayRoute(req, route(), aliases)
+      })
       return
     }
-    if (!MUTATIONS.has(req.method ?? '')) return
     let done = false
     const ended = (): void => {
       if (done) return
@@ -270,17 +311,59 @@ export class Hub extends EventEmitter<HubEvents> {
       const status = res.statusCode
       if (status < 200 || status > 299 || !(res.writableFinished || res.headersSent)) return
       const options = route()
-      const paths = [...(options?.notify === false ? [] : [pathnameOf(path)]), ...(options?.changes ?? [])]
-      const valid = paths.filter((p) => checkPath(p, this.options.limits.pathLength) === undefined)
-      if (valid.length === 0) return
+      const paths = options?.notify === false ? [] : keys()
+      if (options?.changes) paths.push(...options.changes)
+      if (paths.length === 0) return
       const tag = req.headers[CLIENT_HEADER]
+      const template = answered?.match?.template
       this.publishChange(
-        valid,
+        paths.map((key) => this.keyable(key, req.method, template)),
         typeof tag === 'string' ? { id: tag, credentials: credentialsKey(req.headers) } : undefined,
       )
     }
     res.once('finish', ended)
     res.once('close', ended)
+  }
+
+  /** The paths a request's answer is known by: as sent, as routed, and as its headers name it. */
+  private keysOf(
+    req: IncomingMessage,
+    res: ServerResponse,
+    pathname: string,
+    match: RouteMatch | undefined,
+    written: unknown,
+  ): string[] {
+    const keys = [pathname]
+    const canonical = match && fillRoute(match.template, match.params)
+    if (canonical !== undefined && canonical !== pathname) keys.push(canonical)
+    const host = req.headers.host
+    const header = (name: string): string | undefined =>
+      headerValue(res.getHeader(name) ?? writtenHeader(written, name))
+    const location = headerPath(header('content-location'), pathname, host)
+    if (location !== undefined) keys.push(location)
+    if (res.statusCode === 201) {
+      const created = headerPath(header('location'), pathname, host)
+      if (created !== undefined) keys.push(created)
+    }
+    return keys
+  }
+
+  /**
+   * `path` when it can be a key, else its nearest ancestor that can: no successful write is dropped.
+   * Warned about once per route, since the app (or a client) writes to paths nobody can listen to.
+   */
+  private keyable(path: string, method: string | undefined, template: string | undefined): string {
+    if (checkPath(path, this.options.limits.pathLength) === undefined) return path
+    const key = nearestKeyable(path, this.options.limits.pathLength)
+    const routeName = `${method ?? ''} ${template ?? '(no route)'}`
+    if (!this.warnedRoutes.has(routeName) && this.warnedRoutes.size < MAX_WARNED_ROUTES) {
+      this.warnedRoutes.add(routeName)
+      this.options.logger.warn(
+        { route: routeName, path: path.slice(0, 200), notified: key },
+        'listenjs: a change path cannot be a key (control characters, encoded / or \\, dot segments or too long); its nearest acceptable ancestor was notified instead',
+      )
+    }
+    return key
   }
 
   /**
@@ -307,12 +390,13 @@ export class Hub extends EventEmitter<HubEvents> {
   stats(): HubStats {
     return {
       connections: this.connections.size,
-      subscriptions: this.counters.subscriptions,
+      subscriptions: this.registry.count,
       resources: this.registry.size,
       messagesSent: this.counters.messagesSent,
       replays: this.counters.replays,
       replaysInFlight: this.queue.inFlight,
       replaysQueued: this.queue.size,
+      replaysQueuedPerConnectionMax: this.queue.maxQueuedPerLane(),
       pendingBytes: [...this.connections.values()].reduce(
         (sum, c) => sum + c.socket.bufferedAmount() + c.parkedBytes,
         0,
@@ -339,14 +423,16 @@ export class Hub extends EventEmitter<HubEvents> {
 
   private connect(socket: HubSocket, req: IncomingMessage): Connection {
     const request = upgradeRequestOf(req)
+    const context = contextFromRequest(request)
     const connection: Connection = {
       id: randomUUID(),
       socket,
       request,
-      contextKey: contextKey(request),
+      context,
+      contextKey: contextKey(context),
+      publicKey: publicKey(request, this.options.trustProxy),
       subscriptions: new Map(),
       awaitingPong: false,
-      recheck: undefined,
       spoke: false,
       tokens: this.options.limits.messageBurst,
       tokensAt: Date.now(),
@@ -422,9 +508,7 @@ export class Hub extends EventEmitter<HubEvents> {
           this.closeConnection(connection, CloseCode.TooManyMessages, 'too many messages')
           return
         }
-        connection.request = withToken(connection.request, message.token)
-        connection.contextKey = contextKey(connection.request)
-        this.recheck(connection)
+        this.reauthenticate(connection, withToken(connection.request, message.token))
         return
       case 'pong':
         return
@@ -432,28 +516,18 @@ export class Hub extends EventEmitter<HubEvents> {
   }
 
   /**
-   * Checks the paths `connection` holds again with its current credentials, once per turn however
-   * many `auth` messages arrived in it (unchanged ones answer `subscribed`). Subscriptions made after
-   * the `auth` already use the new credentials and are left alone.
+   * New credentials: every path the socket holds is checked again with them (an unchanged one
+   * answers `subscribed`). Its subscriptions leave their groups and snapshot replays at once, in this
+   * turn, so that no replay made with the new credentials can serve a group the old ones joined,
+   * and no replay made with the old ones reaches it; replays nobody waits for any more are dropped.
    */
-  private recheck(connection: Connection): void {
-    if (connection.subscriptions.size === 0) return
-    const due = connection.recheck ?? new Set()
-    for (const subscription of connection.subscriptions.values()) due.add(subscription)
-    if (connection.recheck) return
-    connection.recheck = due
-    this.scope.runInAsyncScope(() =>
-      setImmediate(() => {
-        connection.recheck = undefined
-        if (connection.closed || this.closing) return
-        for (const subscription of due) {
-          if (connection.subscriptions.get(subscription.path) !== subscription) continue
-          this.counters.subscriptions--
-          this.registry.remove(subscription)
-          this.subscribe(connection, subscription.path, subscription.version)
-        }
-      }),
-    )
+  private reauthenticate(connection: Connection, request: UpgradeRequest): void {
+    connection.request = request
+    connection.context = contextFromRequest(request)
+    connection.contextKey = contextKey(connection.context)
+    const held = [...connection.subscriptions.values()]
+    for (const subscription of held) this.registry.remove(subscription)
+    for (const subscription of held) this.subscribe(connection, subscription.path, subscription.version)
   }
 
   /** A token bucket per socket: `messagesPerSecond` on average, bursts up to `messageBurst`. */
@@ -476,10 +550,7 @@ export class Hub extends EventEmitter<HubEvents> {
     this.silent.delete(connection)
     connection.parked = undefined
     connection.parkedBytes = 0
-    for (const subscription of [...connection.subscriptions.values()]) {
-      this.counters.subscriptions--
-      this.registry.remove(subscription)
-    }
+    for (const subscription of [...connection.subscriptions.values()]) this.registry.remove(subscription)
     this.safeEmit('disconnect', { id: connection.id, code })
   }
 
@@ -555,9 +626,12 @@ export class Hub extends EventEmitter<HubEvents> {
 
   private subscribe(connection: Connection, path: string, heldVersion: string | undefined): void {
     if (connection.subscriptions.has(path)) return
-    const { limits, identify } = this.options
+    const { limits } = this.options
     const reason = checkPath(path, limits.pathLength)
     if (reason !== undefined) return this.refuse(connection, 'bad_path', reason, path)
+    if (!this.pathAllowed(path, connection.request)) {
+      return this.refuse(connection, 'unauthorized', 'path not allowed', path, 403)
+    }
     if (connection.subscriptions.size >= limits.subscriptionsPerSocket) {
       return this.refuse(
         connection,
@@ -566,35 +640,57 @@ export class Hub extends EventEmitter<HubEvents> {
         path,
       )
     }
-    let identity = `ctx:${connection.contextKey}`
-    if (identify) {
-      let chosen: ReturnType<typeof identify>
+    const subscription: Subscription = {
+      connection,
+      path,
+      resource: this.registry.resource(path),
+      identity: this.identityOf(connection, path),
+      group: undefined,
+      flight: undefined,
+      version: heldVersion,
+      seq: 0,
+    }
+    this.registry.add(subscription)
+    if (this.options.authorize) void this.authorizeThenJoin(subscription, this.options.authorize)
+    else this.joinSnapshot(subscription)
+  }
+
+  /** Whether the `paths` option lets anyone subscribe to `path` (SPEC §5: replays bypass a proxy's rules). */
+  private pathAllowed(path: string, request: UpgradeRequest): boolean {
+    const { paths } = this.options
+    if (paths === undefined) return true
+    if (typeof paths === 'function') {
       try {
-        chosen = identify(connection.request, path)
+        return paths(path, request) === true
+      } catch (error) {
+        this.options.logger.error({ err: error, path }, 'listenjs: paths threw; refusing the subscription')
+        return false
+      }
+    }
+    const pathname = pathnameOf(path)
+    return paths.some(
+      (prefix) =>
+        pathname === prefix ||
+        (pathname.startsWith(prefix) && (prefix.endsWith('/') || pathname.charCodeAt(prefix.length) === 47)),
+    )
+  }
+
+  /** The key of the group a subscription of `connection` to `path` belongs in (see `sharing.ts`). */
+  private identityOf(connection: Connection, path: string): string {
+    const { identify } = this.options
+    if (identify) {
+      try {
+        const chosen = identify(connection.request, path)
+        if (chosen === PUBLIC) return groupKey.public(connection.publicKey)
+        if (typeof chosen === 'string') return groupKey.identified(connection.publicKey, chosen)
       } catch (error) {
         this.options.logger.error(
           { err: error, path },
           'listenjs: identify threw; using the default identity',
         )
       }
-      if (chosen === PUBLIC) identity = PUBLIC_GROUP
-      else if (typeof chosen === 'string') identity = `id:${chosen}`
     }
-    const resource = this.registry.resource(path)
-    const subscription: Subscription = {
-      connection,
-      path,
-      resource,
-      identity,
-      group: undefined,
-      version: heldVersion,
-      seq: 0,
-    }
-    connection.subscriptions.set(path, subscription)
-    resource.pending.add(subscription)
-    this.counters.subscriptions++
-    if (this.options.authorize) void this.authorizeThenJoin(subscription, this.options.authorize)
-    else this.joinSnapshot(subscription)
+    return groupKey.own(connection.contextKey)
   }
 
   /** Runs the `authorize` hook, then the snapshot replay, or refuses with 403 and no replay at all. */
@@ -606,16 +702,14 @@ export class Hub extends EventEmitter<HubEvents> {
     } catch (error) {
       this.options.logger.error({ err: error, path }, 'listenjs: authorize threw; refusing the subscription')
     }
-    // Unsubscribed or disconnected meanwhile.
+    // Unsubscribed, disconnected or re-authenticated meanwhile.
     if (!resource.pending.has(subscription)) return
     if (allowed) return this.joinSnapshot(subscription)
-    this.counters.subscriptions--
     this.registry.remove(subscription)
     this.refuse(connection, 'unauthorized', 'not authorized', path, 403)
   }
 
   private unsubscribe(subscription: Subscription): void {
-    this.counters.subscriptions--
     this.registry.remove(subscription)
     const { connection, path } = subscription
     const frame = connection.parked?.get(path)
@@ -630,42 +724,50 @@ export class Hub extends EventEmitter<HubEvents> {
 
   /**
    * Queues a snapshot replay for a new subscription, or joins one already waiting for the same
-   * replay context (a reconnect storm costs one replay per context, not one per socket).
+   * replay context (a reconnect storm costs one replay per context, not one per socket). The
+   * snapshot is always made with the subscriber's own request, and charged to its connection.
    */
   private joinSnapshot(subscription: Subscription): void {
     const { resource, connection } = subscription
-    const joined = resource.flights.get(connection.contextKey)
-    if (joined) {
-      joined.subscribers.add(subscription)
+    const key = connection.contextKey
+    subscription.flight = resource.flights.get(key)
+    if (subscription.flight) {
+      subscription.flight.subscribers.add(subscription)
       return
     }
     const flight: SnapshotFlight = {
+      key,
       subscribers: new Set([subscription]),
-      context: contextFromRequest(connection.request),
+      context: connection.context,
       stale: false,
+      ticket: undefined,
     }
-    resource.flights.set(connection.contextKey, flight)
-    this.queue.push(() => this.runSnapshot(resource, connection.contextKey, flight))
+    subscription.flight = flight
+    resource.flights.set(key, flight)
+    // The job may start at once; cancelling a started job does nothing.
+    flight.ticket = this.queue.push(connection, () => this.runSnapshot(resource, flight))
   }
 
-  private async runSnapshot(resource: Resource, key: string, flight: SnapshotFlight): Promise<void> {
+  private async runSnapshot(resource: Resource, flight: SnapshotFlight): Promise<void> {
+    flight.ticket = undefined
     if (flight.subscribers.size === 0 || this.closing) {
-      if (resource.flights.get(key) === flight) resource.flights.delete(key)
+      if (resource.flights.get(flight.key) === flight) resource.flights.delete(flight.key)
       return
     }
     const seq = ++this.seq
     const result = await this.replay(flight.context, resource.path)
-    if (resource.flights.get(key) === flight) resource.flights.delete(key)
+    if (resource.flights.get(flight.key) === flight) resource.flights.delete(flight.key)
     if (this.closing) return
+    if (isSuccess(result.status)) this.addAliases(resource, result)
     let frame: Buffer | undefined
     const hold = this.moreFramesComing(true)
     for (const subscription of flight.subscribers) {
       if (!resource.pending.delete(subscription)) continue
+      subscription.flight = undefined
       const { connection, path } = subscription
       if (isSuccess(result.status)) {
-        const group = this.registry.group(resource, result.public ? PUBLIC_GROUP : subscription.identity)
-        group.members.add(subscription)
-        subscription.group = group
+        const group = this.groupFor(subscription, result)
+        this.registry.join(subscription, group)
         subscription.seq = seq
         if (subscription.version === result.version) {
           // A resubscription holding the current state: confirm it, send nothing again.
@@ -679,13 +781,31 @@ export class Hub extends EventEmitter<HubEvents> {
         // A change reached the path while this replay was on: its answer may predate the change.
         if (flight.stale) this.scheduleGroup(group, null)
       } else {
-        connection.subscriptions.delete(path)
-        this.counters.subscriptions--
+        this.registry.remove(subscription)
         const [code, message] = refusal(result.status, true)
         this.refuse(connection, code, message, path, result.status)
       }
     }
     this.registry.dropIfEmpty(resource)
+  }
+
+  /**
+   * The group a subscriber joins after an answer made with its own request: the route-public group
+   * of its Host when that answer said public (unless `identify` already made it public), else its
+   * identity's.
+   */
+  private groupFor(subscription: Subscription, result: ReplayResult): Group {
+    const { connection, resource, identity } = subscription
+    const key =
+      result.public && kindOf(identity) !== 'public' ? groupKey.route(connection.publicKey) : identity
+    return this.registry.group(resource, key, () =>
+      publicContext(connection.request, this.options.trustProxy),
+    )
+  }
+
+  /** Makes changes to what the app says this path is reach it too (SPEC §2.3). */
+  private addAliases(resource: Resource, result: ReplayResult): void {
+    for (const alias of result.aliases) this.registry.alias(resource, alias)
   }
 
   // -------------------------------------------------------------------------------------------
@@ -702,8 +822,12 @@ export class Hub extends EventEmitter<HubEvents> {
     return true
   }
 
+  /**
+   * Announces a change to every hub. Not checked against replays: a mutation is never a replay, even
+   * when its handler waited on something a replay held (only `notify` calls made by a replay's own
+   * handler are loops).
+   */
   private publishChange(paths: readonly string[], origin?: ChangeMessage['origin']): void {
-    if (this.ignoredInReplay()) return
     const expanded = expandChange(paths, this.options.notifyAncestors)
     this.backplane.publish(
       origin ? { kind: 'change', paths: expanded, origin } : { kind: 'change', paths: expanded },
@@ -720,6 +844,18 @@ export class Hub extends EventEmitter<HubEvents> {
     return connection && credentialsKey(connection.request.headers) === origin.credentials ? origin.id : null
   }
 
+  /** What a backplane delivers is outside input: bounded, and never thrown out of the hub. */
+  private receiveSafely(message: BackplaneMessage): void {
+    try {
+      this.receive(message)
+    } catch (error) {
+      this.options.logger.error(
+        { err: error },
+        'listenjs: dropped a backplane message that could not be used',
+      )
+    }
+  }
+
   private receive(message: BackplaneMessage): void {
     if (this.closing) return
     if (message.kind === 'payload') {
@@ -730,8 +866,13 @@ export class Hub extends EventEmitter<HubEvents> {
       this.resyncAll(message.spreadMs)
       return
     }
+    if (!Array.isArray(message.paths) || message.paths.length > MAX_CHANGE_PATHS) {
+      this.options.logger.warn('listenjs: dropped a backplane change with too many paths')
+      return
+    }
     const origin = this.originOf(message.origin)
     for (const path of message.paths) {
+      if (typeof path !== 'string') continue
       const known = this.pendingChanges.get(path)
       this.pendingChanges.set(path, known === undefined || known === origin ? origin : null)
     }
@@ -767,11 +908,16 @@ export class Hub extends EventEmitter<HubEvents> {
    * sends nothing.
    */
   private resyncAll(spreadMs: number): void {
+    const spread = Number.isFinite(spreadMs) && spreadMs > 0 ? Math.min(spreadMs, 60_000) : 0
     for (const path of this.registry.paths()) {
+      // A path already waiting for its resync is not queued again: a flood of signals costs one each.
+      if (this.resyncing.has(path)) continue
+      this.resyncing.add(path)
       const timer = setTimeout(() => {
         this.recheckTimers.delete(timer)
+        this.resyncing.delete(path)
         if (!this.closing) this.replayPaths(new Map([[path, null]]))
-      }, Math.random() * spreadMs)
+      }, Math.random() * spread)
       timer.unref()
       this.recheckTimers.add(timer)
     }
@@ -791,7 +937,14 @@ export class Hub extends EventEmitter<HubEvents> {
   private pushPayload(path: string, payload: unknown): void {
     const resource = this.registry.get(path)
     if (!resource) return
-    const json = JSON.stringify(payload)
+    let json: string | undefined
+    try {
+      json = JSON.stringify(payload)
+    } catch (error) {
+      this.options.logger.error({ err: error, path }, 'listenjs: dropped a payload that cannot be serialized')
+      return
+    }
+    if (json === undefined) return
     const version = versionOf(json)
     const frame = payloadFrame(path, version, json)
     this.fanOut(
@@ -801,6 +954,7 @@ export class Hub extends EventEmitter<HubEvents> {
       version,
       ++this.seq,
       this.moreFramesComing(false),
+      null,
     )
   }
 
@@ -816,10 +970,13 @@ export class Hub extends EventEmitter<HubEvents> {
     clearTimeout(group.retryTimer)
     group.retryTimer = undefined
     group.state = 'queued'
-    this.queue.push(() => this.runGroup(group))
+    // Charged to a member's connection: one connection's many groups take one turn at a time.
+    const first = group.members.values().next().value as Subscription
+    group.ticket = this.queue.push(first.connection, () => this.runGroup(group))
   }
 
   private async runGroup(group: Group): Promise<void> {
+    group.ticket = undefined
     const first = group.members.values().next()
     if (first.done || this.closing) {
       group.state = 'idle'
@@ -830,50 +987,41 @@ export class Hub extends EventEmitter<HubEvents> {
     const origin = group.origin ?? null
     group.origin = undefined
     const seq = ++this.seq
-    const result = await this.replay(contextFromRequest(first.value.connection.request), group.resource.path)
+    // Public groups use their own request (no member's); the others a member's current one, which
+    // is the group's: a socket whose credentials change leaves its groups at once.
+    const result = await this.replay(group.context ?? first.value.connection.context, group.resource.path)
     group.state = 'idle'
     if (this.closing || group.members.size === 0) return
     this.deliver(group, result, seq, origin)
     if (group.dirty) this.scheduleGroup(group, null)
   }
 
-  /** Acts on a push replay's answer, as SPEC §2.5 says. `seq` numbers the replay; `origin` tags it. */
+  /**
+   * Acts on a push replay's answer, as SPEC §2.5 says, once the group may take it (see
+   * `sharing.ts`): a shared answer that cannot be shared splits the group instead. `seq` numbers the
+   * replay; `origin` tags it.
+   */
   private deliver(group: Group, result: ReplayResult, seq: number, origin: string | null): void {
-    const { path } = group.resource
+    const { resource } = group
+    const { path } = resource
     const { status } = result
+    if (status >= 500 || status === 429 || status === 408) return this.retryLater(group, result, origin)
+    group.attempts = 0
+    if (verdict(group.kind, result) === 'split') return this.split(group, origin)
     if (isSuccess(status)) {
-      group.attempts = 0
-      const frame = dataFrame(
-        path,
-        result.version,
-        result.body,
-        result.contentType,
-        false,
-        origin ?? undefined,
-      )
-      this.fanOut(group.resource, [group], frame, result.version, seq, this.moreFramesComing(true))
+      this.addAliases(resource, result)
+      const frame = dataFrame(path, result.version, result.body, result.contentType, false)
+      const tagged =
+        origin === null
+          ? undefined
+          : () => dataFrame(path, result.version, result.body, result.contentType, false, origin)
+      this.fanOut(resource, [group], frame, result.version, seq, this.moreFramesComing(true), origin, tagged)
+      if (group.kind === 'own') this.regroup(group, result)
       return
     }
     if (status === 404 || status === 410) {
-      group.attempts = 0
       // After `gone`, the same body as before the deletion is news again: its version is 'gone'.
-      this.fanOut(group.resource, [group], goneFrame(path, status), GONE, seq, this.moreFramesComing(true))
-      return
-    }
-    if (status >= 500 || status === 429 || status === 408) {
-      group.attempts++
-      this.options.logger.error(
-        { path, status, failure: result.failure, attempt: group.attempts },
-        'listenjs: a push replay failed; retrying',
-      )
-      const delay = Math.min(MAX_RETRY_DELAY_MS, 500 * 2 ** (group.attempts - 1)) * (0.5 + Math.random() / 2)
-      this.scope.runInAsyncScope(() => {
-        group.retryTimer = setTimeout(() => {
-          group.retryTimer = undefined
-          this.scheduleGroup(group, origin)
-        }, delay)
-        group.retryTimer.unref()
-      })
+      this.fanOut(resource, [group], goneFrame(path, status), GONE, seq, this.moreFramesComing(true), null)
       return
     }
     // 401/403 and any other answer that will not become state: those subscribers are told and dropped.
@@ -883,6 +1031,50 @@ export class Hub extends EventEmitter<HubEvents> {
       if (subscription.seq > seq) continue
       this.send(subscription.connection, path, frame)
       this.unsubscribe(subscription)
+    }
+  }
+
+  /** 5xx, 429, 408 or no answer: the subscription stays, and the replay is retried with backoff. */
+  private retryLater(group: Group, result: ReplayResult, origin: string | null): void {
+    const { path } = group.resource
+    group.attempts++
+    this.options.logger.error(
+      { path, status: result.status, failure: result.failure, attempt: group.attempts },
+      'listenjs: a push replay failed; retrying',
+    )
+    const delay = Math.min(MAX_RETRY_DELAY_MS, 500 * 2 ** (group.attempts - 1)) * (0.5 + Math.random() / 2)
+    this.scope.runInAsyncScope(() => {
+      group.retryTimer = setTimeout(() => {
+        group.retryTimer = undefined
+        this.scheduleGroup(group, origin)
+      }, delay)
+      group.retryTimer.unref()
+    })
+  }
+
+  /**
+   * A shared answer that is not everyone's: each member moves to the group of its own request and
+   * is replayed with it. Nothing of the shared answer is sent.
+   */
+  private split(group: Group, origin: string | null): void {
+    const moved = new Set<Group>()
+    for (const subscription of [...group.members]) {
+      const own = this.registry.group(group.resource, groupKey.own(subscription.connection.contextKey))
+      this.registry.join(subscription, own)
+      moved.add(own)
+    }
+    for (const own of moved) this.scheduleGroup(own, origin)
+  }
+
+  /**
+   * After an answer made with a member's own request: members that were moved out of a shared group
+   * go back to it (their identity's, or the route-public group when this answer said public).
+   */
+  private regroup(group: Group, result: ReplayResult): void {
+    for (const subscription of [...group.members]) {
+      if (subscription.identity === group.key && !result.public) continue
+      const target = this.groupFor(subscription, result)
+      if (target !== group) this.registry.join(subscription, target)
     }
   }
 
@@ -898,6 +1090,8 @@ export class Hub extends EventEmitter<HubEvents> {
   /**
    * Sends one frame to every member of `groups` that does not hold `version` yet and does not hold
    * the state of a replay that started after this one (`seq`): nobody goes back to an older state.
+   * The connection whose own write caused the change (`origin`) gets the `tagged` frame instead: its
+   * id is never sent to anyone else.
    */
   private fanOut(
     resource: Resource,
@@ -906,15 +1100,20 @@ export class Hub extends EventEmitter<HubEvents> {
     version: string,
     seq: number,
     hold: boolean,
+    origin: string | null,
+    tagged?: () => Buffer,
   ): void {
     let recipients = 0
+    let taggedFrame: Buffer | undefined
     for (const group of groups) {
       for (const subscription of group.members) {
         if (subscription.seq > seq) continue
         subscription.seq = seq
         if (subscription.version === version) continue
         subscription.version = version
-        this.send(subscription.connection, resource.path, frame, hold)
+        const { connection } = subscription
+        const own = tagged !== undefined && connection.id === origin
+        this.send(connection, resource.path, own ? (taggedFrame ??= tagged()) : frame, hold)
         recipients++
       }
     }
@@ -976,6 +1175,7 @@ export class Hub extends EventEmitter<HubEvents> {
     for (const timer of this.recheckTimers) clearTimeout(timer)
     this.recheckTimers.clear()
     this.queue.clear()
+    this.resyncing.clear()
     for (const [server, onUpgrade] of this.attached) server.off('upgrade', onUpgrade)
     this.attached.clear()
     this.unsubscribeBackplane()
@@ -1001,6 +1201,24 @@ export class Hub extends EventEmitter<HubEvents> {
       this.options.logger.error({ err: error, event }, 'listenjs: an event listener threw')
     }
   }
+}
+
+/** A header given to `writeHead` (an object, or a flat `[name, value, …]` list), by lower-case name. */
+function writtenHeader(written: unknown, name: string): unknown {
+  if (Array.isArray(written)) {
+    for (let i = 0; i + 1 < written.length; i += 2) {
+      if (String(written[i]).toLowerCase() === name) return written[i + 1]
+    }
+    return undefined
+  }
+  if (typeof written !== 'object' || written === null) return undefined
+  for (const [key, value] of Object.entries(written)) if (key.toLowerCase() === name) return value
+  return undefined
+}
+
+function headerValue(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined
+  return Array.isArray(value) ? String(value[0]) : String(value)
 }
 
 function isSuccess(status: number): boolean {

@@ -38,6 +38,14 @@ export type OriginCheck = (origin: string, request: IncomingMessage) => boolean
  */
 export type Authorize = (path: string, request: UpgradeRequest) => boolean | Promise<boolean>
 
+/**
+ * Which paths may be subscribed to: path prefixes matched segment by segment (`'/api'` allows
+ * `/api` and `/api/…`, not `/apix`), or a function of the path (with query) and the upgrade
+ * request that returns `true` to allow. Replays go straight to the app's handler: a front proxy's
+ * path rules never see them.
+ */
+export type PathRule = readonly string[] | ((path: string, request: UpgradeRequest) => boolean)
+
 /** Bounds on what one client may ask. Each has a default in {@link DEFAULTS}. */
 export interface Limits {
   /** Largest inbound message in bytes; a larger one closes the socket with 1009. @default 16384 */
@@ -58,6 +66,12 @@ export interface Limits {
    * socket is closed with 4407. @default 10000
    */
   firstMessageMs: number
+  /**
+   * Replays one connection may have running at once (its snapshots and the pushes charged to it);
+   * the rest wait their turn, and connections take turns. A connection whose routes hang holds at
+   * most this many of the `replayConcurrency` slots. @default 4
+   */
+  replaysInFlightPerConnection: number
   /** Open sockets per remote address; more are refused at the upgrade with HTTP 429. @default 256 */
   connectionsPerAddress: number
   /**
@@ -101,6 +115,11 @@ export interface HubOptions {
   /** Refuses subscriptions before any replay. @default undefined (only the replayed GET decides) */
   authorize?: Authorize
   /**
+   * Restricts what may be subscribed to (see {@link PathRule}); other paths are refused with
+   * `unauthorized` (403) before any replay. @default undefined (every path)
+   */
+  paths?: PathRule
+  /**
    * Whether the app runs behind a proxy it trusts: the default origin check then takes the scheme
    * from `X-Forwarded-Proto` (and the host from `X-Forwarded-Host`) instead of the connection. Set
    * it when the framework trusts its proxy (Fastify `trustProxy`, Express `trust proxy`, Koa
@@ -133,6 +152,7 @@ export interface ResolvedOptions {
   notifyAncestors: boolean
   identify: Identify | undefined
   authorize: Authorize | undefined
+  paths: PathRule | undefined
   trustProxy: boolean
   replayTimeoutMs: number
   maxBodyBytes: number
@@ -158,6 +178,7 @@ export const DEFAULTS = {
     messagesPerSecond: 100,
     messageBurst: 600,
     firstMessageMs: 10_000,
+    replaysInFlightPerConnection: 4,
     connectionsPerAddress: 256,
     softPendingBytes: 524_288,
     hardPendingBytes: 4_194_304,
@@ -170,7 +191,7 @@ export const DEFAULTS = {
   recheckAfterMs: 0,
 } as const satisfies Omit<
   ResolvedOptions,
-  'allowedOrigins' | 'identify' | 'authorize' | 'trustProxy' | 'logger'
+  'allowedOrigins' | 'identify' | 'authorize' | 'paths' | 'trustProxy' | 'logger'
 >
 
 function invalid(option: string, expected: string, got: unknown): ListenjsError {
@@ -213,6 +234,14 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
   if (options.authorize !== undefined && typeof options.authorize !== 'function') {
     throw invalid('authorize', 'a function', options.authorize)
   }
+  const paths = options.paths
+  if (
+    paths !== undefined &&
+    typeof paths !== 'function' &&
+    !(Array.isArray(paths) && paths.every((p) => typeof p === 'string' && p.startsWith('/')))
+  ) {
+    throw invalid('paths', 'an array of path prefixes starting with / or a function', paths)
+  }
   if (options.trustProxy !== undefined && typeof options.trustProxy !== 'boolean') {
     throw invalid('trustProxy', 'a boolean', options.trustProxy)
   }
@@ -241,6 +270,12 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
       messagesPerSecond: count('limits.messagesPerSecond', limits.messagesPerSecond, d.messagesPerSecond, 1),
       messageBurst: count('limits.messageBurst', limits.messageBurst, d.messageBurst, 1),
       firstMessageMs: count('limits.firstMessageMs', limits.firstMessageMs, d.firstMessageMs, 1),
+      replaysInFlightPerConnection: count(
+        'limits.replaysInFlightPerConnection',
+        limits.replaysInFlightPerConnection,
+        d.replaysInFlightPerConnection,
+        1,
+      ),
       connectionsPerAddress: count(
         'limits.connectionsPerAddress',
         limits.connectionsPerAddress,
@@ -253,6 +288,7 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
     notifyAncestors: options.notifyAncestors ?? DEFAULTS.notifyAncestors,
     identify: options.identify,
     authorize: options.authorize,
+    paths,
     trustProxy: options.trustProxy ?? false,
     replayTimeoutMs: count('replayTimeoutMs', options.replayTimeoutMs, DEFAULTS.replayTimeoutMs, 1),
     maxBodyBytes: count('maxBodyBytes', options.maxBodyBytes, DEFAULTS.maxBodyBytes, 1),

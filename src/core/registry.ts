@@ -1,5 +1,7 @@
 import { pathnameOf } from './paths'
 import type { ReplayContext, UpgradeRequest } from './replay'
+import type { Ticket } from './scheduler'
+import { kindOf, type GroupKind } from './sharing'
 
 /**
  * What the hub needs of a socket. The core never imports a socket library: one file
@@ -26,12 +28,14 @@ export interface Connection {
   readonly socket: HubSocket
   /** What is kept of the upgrade request (with the token of the last `auth`), for `identify` and replays. */
   request: UpgradeRequest
-  /** The key of the replay context of `request`: equal keys, interchangeable replays. */
+  /** The replay context of `request` (SPEC §2.9). */
+  context: ReplayContext
+  /** The key of `context`: equal keys, interchangeable replays. */
   contextKey: string
+  /** The key of what may change a public body for this socket (Host, scheme); see `sharing.ts`. */
+  publicKey: string
   readonly subscriptions: Map<string, Subscription>
   awaitingPong: boolean
-  /** Subscriptions to check again with new credentials at the end of this turn. */
-  recheck: Set<Subscription> | undefined
   /** Whether the socket sent a message yet (else it is closed after `limits.firstMessageMs`). */
   spoke: boolean
   tokens: number
@@ -47,10 +51,15 @@ export interface Subscription {
   readonly connection: Connection
   readonly path: string
   readonly resource: Resource
-  /** The identity group key this subscription joins once its snapshot is delivered. */
+  /**
+   * The key of the group this subscription belongs in (see `sharing.ts`); it may sit in its `own`
+   * group for a while when a shared answer could not be shared.
+   */
   readonly identity: string
   /** The group it is in; undefined while its snapshot is pending. */
   group: Group | undefined
+  /** The snapshot replay it waits for; undefined once delivered. */
+  flight: SnapshotFlight | undefined
   /**
    * The version last sent to this subscriber (or held by it when it resubscribed); a frame with the
    * same version is not sent again.
@@ -69,7 +78,10 @@ export interface Subscription {
  */
 export interface Group {
   readonly key: string
+  readonly kind: GroupKind
   readonly resource: Resource
+  /** The request public groups are replayed with (no member's); others use a member's. */
+  readonly context: ReplayContext | undefined
   readonly members: Set<Subscription>
   state: 'idle' | 'queued' | 'running'
   dirty: boolean
@@ -80,14 +92,20 @@ export interface Group {
   origin: string | null | undefined
   attempts: number
   retryTimer: NodeJS.Timeout | undefined
+  /** Its queued replay, cancelled when the last member leaves. */
+  ticket: Ticket | undefined
 }
 
 /** A snapshot replay shared by the subscribers with one replay context that arrive while it is on. */
 export interface SnapshotFlight {
+  /** The context key it is filed under in `Resource.flights`. */
+  readonly key: string
   readonly subscribers: Set<Subscription>
   readonly context: ReplayContext
   /** A change reached the path after this replay was queued: its result may be old. */
   stale: boolean
+  /** Its queued replay, cancelled when the last subscriber leaves. */
+  ticket: Ticket | undefined
 }
 
 /** Everything subscribed to one path with one query string. */
@@ -99,7 +117,12 @@ export interface Resource {
   readonly pending: Set<Subscription>
   /** Snapshot replays not yet started or in flight, by context key. */
   readonly flights: Map<string, SnapshotFlight>
+  /** Other pathnames that reach it: the router's canonical path and `Content-Location` of its GET. */
+  aliases: Set<string> | undefined
 }
+
+/** The most aliases one resource keeps (each is what the app itself said about the path). */
+const MAX_ALIASES = 4
 
 /**
  * The two-way index of subscriptions: path → resource → groups → subscriptions, and (on each
@@ -109,6 +132,12 @@ export interface Resource {
 export class Registry {
   private readonly resources = new Map<string, Resource>()
   private readonly byPathname = new Map<string, Set<Resource>>()
+  private subscriptions = 0
+
+  /** Subscriptions, live or waiting for their snapshot. */
+  get count(): number {
+    return this.subscriptions
+  }
 
   /** Resources with at least one subscription (live or pending). */
   get size(): number {
@@ -120,13 +149,50 @@ export class Registry {
     let resource = this.resources.get(path)
     if (!resource) {
       const pathname = pathnameOf(path)
-      resource = { path, pathname, groups: new Map(), pending: new Set(), flights: new Map() }
+      resource = {
+        path,
+        pathname,
+        groups: new Map(),
+        pending: new Set(),
+        flights: new Map(),
+        aliases: undefined,
+      }
       this.resources.set(path, resource)
-      let variants = this.byPathname.get(pathname)
-      if (!variants) this.byPathname.set(pathname, (variants = new Set()))
-      variants.add(resource)
+      this.index(pathname, resource)
     }
     return resource
+  }
+
+  /** Indexes a new subscription: on its connection and as waiting for its snapshot. */
+  add(subscription: Subscription): void {
+    subscription.connection.subscriptions.set(subscription.path, subscription)
+    subscription.resource.pending.add(subscription)
+    this.subscriptions++
+  }
+
+  /**
+   * Makes changes to `pathname` reach `resource` too (the router's canonical path for it, or the
+   * `Content-Location` of its GET). A resource keeps a few such aliases at most.
+   */
+  alias(resource: Resource, pathname: string): void {
+    if (pathname === resource.pathname || resource.aliases?.has(pathname)) return
+    if (this.resources.get(resource.path) !== resource) return
+    resource.aliases ??= new Set()
+    if (resource.aliases.size >= MAX_ALIASES) return
+    resource.aliases.add(pathname)
+    this.index(pathname, resource)
+  }
+
+  private index(pathname: string, resource: Resource): void {
+    let variants = this.byPathname.get(pathname)
+    if (!variants) this.byPathname.set(pathname, (variants = new Set()))
+    variants.add(resource)
+  }
+
+  private unindex(pathname: string, resource: Resource): void {
+    const variants = this.byPathname.get(pathname)
+    variants?.delete(resource)
+    if (variants?.size === 0) this.byPathname.delete(pathname)
   }
 
   /** Every subscribed path (query included). */
@@ -151,41 +217,70 @@ export class Registry {
     return this.byPathname.get(path) ?? []
   }
 
-  /** The group `key` of `resource`, created when missing. */
-  group(resource: Resource, key: string): Group {
+  /**
+   * The group `key` of `resource`, created when missing. `context`: the request a public group is
+   * replayed with (ignored for other kinds and for an existing group).
+   */
+  group(resource: Resource, key: string, context?: () => ReplayContext): Group {
     let group = resource.groups.get(key)
     if (!group) {
+      const kind = kindOf(key)
       group = {
         key,
+        kind,
         resource,
+        context: kind === 'public' || kind === 'route' ? context?.() : undefined,
         members: new Set(),
         state: 'idle',
         dirty: false,
         origin: undefined,
         attempts: 0,
         retryTimer: undefined,
+        ticket: undefined,
       }
       resource.groups.set(key, group)
     }
     return group
   }
 
-  /** Takes `subscription` out of every index; drops its group and resource when they become empty. */
+  /** Puts a subscription whose snapshot was delivered (or that moves) in `group`. */
+  join(subscription: Subscription, group: Group): void {
+    if (subscription.group === group) return
+    if (subscription.group) this.leaveGroup(subscription, subscription.group)
+    group.members.add(subscription)
+    subscription.group = group
+  }
+
+  /**
+   * Takes `subscription` out of every index and counts it gone; drops its group and resource when
+   * they become empty, cancelling their queued replays. Removing it twice does nothing.
+   */
   remove(subscription: Subscription): void {
     const { connection, path, resource, group } = subscription
-    if (connection.subscriptions.get(path) === subscription) connection.subscriptions.delete(path)
+    if (connection.subscriptions.get(path) !== subscription) return
+    connection.subscriptions.delete(path)
+    this.subscriptions--
     resource.pending.delete(subscription)
-    for (const flight of resource.flights.values()) flight.subscribers.delete(subscription)
-    if (group) {
-      group.members.delete(subscription)
-      subscription.group = undefined
-      if (group.members.size === 0) {
-        clearTimeout(group.retryTimer)
-        group.retryTimer = undefined
-        resource.groups.delete(group.key)
-      }
+    const flight = subscription.flight
+    subscription.flight = undefined
+    if (flight && flight.subscribers.delete(subscription) && flight.subscribers.size === 0) {
+      // Nobody waits for this snapshot any more: it never runs.
+      flight.ticket?.cancel()
+      if (resource.flights.get(flight.key) === flight) resource.flights.delete(flight.key)
     }
+    if (group) this.leaveGroup(subscription, group)
     this.dropIfEmpty(resource)
+  }
+
+  private leaveGroup(subscription: Subscription, group: Group): void {
+    group.members.delete(subscription)
+    subscription.group = undefined
+    if (group.members.size > 0) return
+    clearTimeout(group.retryTimer)
+    group.retryTimer = undefined
+    group.ticket?.cancel()
+    group.ticket = undefined
+    if (group.resource.groups.get(group.key) === group) group.resource.groups.delete(group.key)
   }
 
   /** Forgets `resource` when nothing subscribes to it any more. */
@@ -193,8 +288,7 @@ export class Registry {
     if (resource.groups.size > 0 || resource.pending.size > 0) return
     if (this.resources.get(resource.path) !== resource) return
     this.resources.delete(resource.path)
-    const variants = this.byPathname.get(resource.pathname)
-    variants?.delete(resource)
-    if (variants?.size === 0) this.byPathname.delete(resource.pathname)
+    this.unindex(resource.pathname, resource)
+    for (const alias of resource.aliases ?? []) this.unindex(alias, resource)
   }
 }

@@ -19,8 +19,13 @@ export interface ReplayResult {
   readonly body: Buffer
   readonly contentType: string | undefined
   readonly version: string
-  /** The route declared the resource public (route option `public: true`). */
+  /** The route declared the resource public (route option `public: true`) on this very answer. */
   readonly public: boolean
+  /**
+   * Other pathnames the app gave for this resource: the router's canonical path for it and the
+   * answer's `Content-Location` (only those that differ from the path and are acceptable keys).
+   */
+  readonly aliases: readonly string[]
   readonly failure?: 'timeout' | 'too_large' | 'error'
 }
 
@@ -30,11 +35,21 @@ export type Dispatch = (req: IncomingMessage, res: ServerResponse) => void
 /** Headers a replay forwards from the subscriber's upgrade request (plus every `x-forwarded-*`). */
 const FORWARDED_HEADERS = ['host', 'cookie', 'authorization', 'accept', 'accept-language', 'user-agent']
 
-/** Replays in flight, keyed by their request: what the route said about itself. */
-const replays = new WeakMap<IncomingMessage, { public: boolean }>()
+/** What the app said about a replay it served (read when it answers). */
+interface RouteReport {
+  public: boolean
+  aliases: readonly string[]
+}
 
-/** Set while a replay's handler runs, so that changes raised by it can be ignored (no loops). */
-const insideReplay = new AsyncLocalStorage<true>()
+/** Replays in flight, keyed by their request: what the route said about itself. */
+const replays = new WeakMap<IncomingMessage, RouteReport>()
+
+/**
+ * Set while a replay's handler runs, so that changes raised by it can be ignored (no loops). The
+ * store outlives the replay in whatever the handler started (a timer, a callback queued elsewhere),
+ * so it is switched off when the replay ends: work that runs after it is not a replay.
+ */
+const insideReplay = new AsyncLocalStorage<{ active: boolean }>()
 
 /**
  * Whether `req` is a replay made by a listenjs hub. Only the hub can mark a request, so no header
@@ -46,13 +61,22 @@ export function isReplayRequest(req: IncomingMessage): boolean {
 
 /** Whether the code running now is serving a replay. */
 export function isInsideReplay(): boolean {
-  return insideReplay.getStore() === true
+  return insideReplay.getStore()?.active === true
 }
 
-/** Records what a route said about a replay it is serving (called by the adapters). */
-export function markReplayRoute(req: IncomingMessage, route: { public?: boolean } | undefined): void {
+/**
+ * Records what a route said about a replay it served: whether it is public, and the other
+ * pathnames it is known by (see {@link ReplayResult.aliases}).
+ */
+export function markReplayRoute(
+  req: IncomingMessage,
+  route: { public?: boolean } | undefined,
+  aliases: readonly string[],
+): void {
   const info = replays.get(req)
-  if (info && route?.public === true) info.public = true
+  if (!info) return
+  if (route?.public === true) info.public = true
+  info.aliases = aliases
 }
 
 /**
@@ -102,9 +126,8 @@ export function contextFromRequest(request: UpgradeRequest): ReplayContext {
   return { headers, remoteAddress: request.remoteAddress, encrypted: request.encrypted }
 }
 
-/** A stable key for the replay context of `request`: equal contexts, equal keys. */
-export function contextKey(request: UpgradeRequest): string {
-  const context = contextFromRequest(request)
+/** A stable key for a replay context: equal contexts, equal keys. */
+export function contextKey(context: ReplayContext): string {
   const names = Object.keys(context.headers).sort()
   const canonical = JSON.stringify([
     context.remoteAddress,
@@ -153,11 +176,11 @@ export async function replayGet(
 ): Promise<ReplayResult> {
   let response: ServerResponse | undefined
   let failure: ReplayResult['failure']
-  let route: { public: boolean } | undefined
+  let route: RouteReport | undefined
 
   const dispatchReplay: Dispatch = (req, res) => {
     response = res
-    route = { public: false }
+    route = { public: false, aliases: [] }
     replays.set(req, route)
     prepareForFrameworks(req, res, context)
     let written = 0
@@ -180,7 +203,8 @@ export async function replayGet(
     timer = setTimeout(() => resolve('timeout'), limits.timeoutMs)
     timer.unref()
   })
-  const answer = insideReplay.run(true, () =>
+  const scope = { active: true }
+  const answer = insideReplay.run(scope, () =>
     inject(dispatchReplay, {
       method: 'GET',
       url: path,
@@ -206,15 +230,25 @@ export async function replayGet(
       contentType,
       version: versionOf(body, headerString(res.headers.etag)),
       public: route?.public === true,
+      aliases: route?.aliases ?? [],
     }
   } finally {
+    scope.active = false
     clearTimeout(timer)
   }
 }
 
 /** A replay that has no usable answer, counted as `status` (a 5xx). */
 export function failedReplay(status: number, failure: NonNullable<ReplayResult['failure']>): ReplayResult {
-  return { status, body: Buffer.alloc(0), contentType: undefined, version: '', public: false, failure }
+  return {
+    status,
+    body: Buffer.alloc(0),
+    contentType: undefined,
+    version: '',
+    public: false,
+    aliases: [],
+    failure,
+  }
 }
 
 function headerString(value: string | string[] | number | undefined): string | undefined {

@@ -19,6 +19,13 @@ import type {
 import { ListenjsError } from '../core/errors'
 import { silentLogger, type Logger } from '../core/options'
 import { checkPath, expandChange } from '../core/paths'
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  jsonDepthExceeds,
+  MAX_CHANGE_PATHS,
+  MAX_DEPTH,
+  utf8LengthExceeds,
+} from './bounds'
 
 /** The wire format on the channel (PROTOCOL.md, "Backplane"). */
 interface WireChange extends ChangeMessage {
@@ -56,6 +63,13 @@ export interface RedisBackplaneOptions extends RedisConnection {
    * within this many milliseconds, so that many processes do not stampede the app. @default 2000
    */
   resyncSpreadMs?: number
+  /**
+   * The largest message, in UTF-8 bytes, sent or accepted on the channel; a positive integer, the
+   * same on every process. A larger one arriving is dropped before it is parsed (counted as
+   * `malformed`); a larger one to send is not sent (counted as `dropped`, logged). A change with many
+   * paths is split to fit; a payload is not. @default 1114112 (1 MiB of payload + 64 KiB of envelope)
+   */
+  maxMessageBytes?: number
   /** pino-compatible logger; an outage is logged once, not per message. @default silent */
   logger?: Logger
 }
@@ -64,7 +78,10 @@ export interface RedisBackplaneOptions extends RedisConnection {
 export interface RedisBackplane extends Backplane {
   /** This process's id on the channel (its own messages are ignored when they come back). */
   readonly id: string
-  /** Messages published, dropped while Redis was unreachable, received, and malformed ones dropped. */
+  /**
+   * Messages published; dropped (not sent: Redis was unreachable, or the message was over a bound);
+   * received; malformed ones dropped on arrival (invalid, or over a bound); and outages.
+   */
   stats(): { published: number; dropped: number; received: number; malformed: number; outages: number }
 }
 
@@ -83,6 +100,59 @@ function channelOf(prefix: string | undefined): string {
   return `${value}:changes`
 }
 
+function maxMessageBytesOf(value: number | undefined): number {
+  const max = value ?? DEFAULT_MAX_MESSAGE_BYTES
+  if (!Number.isSafeInteger(max) || max <= 0) {
+    throw new ListenjsError('invalid_option', 'listenjs: option "maxMessageBytes" must be a positive integer')
+  }
+  return max
+}
+
+/** Logged for the first event of a kind, then every thousandth: never once per message. */
+const worthLogging = (count: number): boolean => count === 1 || count % 1000 === 0
+
+/**
+ * The texts to publish for one message from `from`, or why it cannot be sent. A change is split
+ * into several messages so that each carries at most {@link MAX_CHANGE_PATHS} paths and fits in
+ * `maxBytes`: each is handled like the whole would be. A payload is one message or none.
+ * @throws what `JSON.stringify` throws for a payload it cannot serialize (a cycle, a BigInt, too deep)
+ */
+function encode(
+  from: string,
+  message: ChangeMessage | PayloadMessage,
+  maxBytes: number,
+): { texts: string[] } | { reason: string } {
+  const texts: string[] = []
+  if (message.kind === 'payload') {
+    texts.push(JSON.stringify({ v: 1, from, ...message }))
+  } else {
+    // Exact sizes: the envelope with no paths, plus each path's JSON, plus a comma between two.
+    const envelopeBytes = Buffer.byteLength(JSON.stringify({ v: 1, from, ...message, paths: [] }))
+    let chunk: string[] = []
+    let bytes = envelopeBytes
+    const flush = (): void => {
+      texts.push(JSON.stringify({ v: 1, from, ...message, paths: chunk }))
+      chunk = []
+      bytes = envelopeBytes
+    }
+    for (const path of message.paths) {
+      const pathBytes = Buffer.byteLength(JSON.stringify(path))
+      if (chunk.length === MAX_CHANGE_PATHS || (chunk.length > 0 && bytes + 1 + pathBytes > maxBytes)) flush()
+      bytes += (chunk.length > 0 ? 1 : 0) + pathBytes
+      chunk.push(path)
+    }
+    if (chunk.length > 0) flush()
+  }
+  for (const text of texts) {
+    // A single path too long for `maxBytes`, or a payload too large or too deep for every hub.
+    if (utf8LengthExceeds(text, maxBytes)) return { reason: `a message is over ${maxBytes} bytes` }
+    if (jsonDepthExceeds(text, MAX_DEPTH)) {
+      return { reason: `a message nests deeper than ${MAX_DEPTH} levels` }
+    }
+  }
+  return { texts }
+}
+
 /**
  * Creates a connection that never queues: while Redis is unreachable, commands fail at once
  * instead of piling up in memory, and HTTP requests are never slowed by the backplane.
@@ -99,8 +169,19 @@ function connect(url: string | undefined, role: string, channel: string): Redis 
   return new Redis(url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', options)
 }
 
-/** Validates a message from the channel like client input: anything unexpected is refused. */
-export function parseWireMessage(text: string): WireMessage | undefined {
+/**
+ * Validates a message from the channel like client input: anything unexpected is refused. Before
+ * parsing, a text over `maxBytes` UTF-8 bytes, or nesting arrays and objects deeper than
+ * {@link MAX_DEPTH} levels, is refused, so that a hostile message costs one linear scan of a bounded
+ * text; a change with more than {@link MAX_CHANGE_PATHS} paths is refused too.
+ * @param text - the message as it came from Redis
+ * @param maxBytes - the `maxMessageBytes` option. @default 1114112
+ */
+export function parseWireMessage(
+  text: string,
+  maxBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
+): WireMessage | undefined {
+  if (utf8LengthExceeds(text, maxBytes) || jsonDepthExceeds(text, MAX_DEPTH)) return undefined
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -111,7 +192,7 @@ export function parseWireMessage(text: string): WireMessage | undefined {
   const m = value as Record<string, unknown>
   if (m.v !== 1 || typeof m.from !== 'string') return undefined
   if (m.kind === 'change') {
-    if (!Array.isArray(m.paths) || m.paths.length === 0) return undefined
+    if (!Array.isArray(m.paths) || m.paths.length === 0 || m.paths.length > MAX_CHANGE_PATHS) return undefined
     if (!m.paths.every((p) => typeof p === 'string' && checkPath(p, MAX_PATH_LENGTH) === undefined))
       return undefined
     const origin = m.origin as Record<string, unknown> | undefined
@@ -141,9 +222,16 @@ export function parseWireMessage(text: string): WireMessage | undefined {
  * a process ignores its own messages. While Redis is unreachable, local delivery goes on, publishing
  * drops (counted, never queued), and the outage is logged once. When Redis is back, the hub is told
  * to re-check every path its subscribers hold, spread over `resyncSpreadMs`.
+ *
+ * Every message costs bounded work (PROTOCOL.md, "Backplane"): at most `maxMessageBytes` bytes,
+ * {@link MAX_DEPTH} levels of nesting and {@link MAX_CHANGE_PATHS} paths per change, checked before
+ * parsing; anything else is dropped as malformed. A message this process cannot send within those
+ * bounds is delivered locally only, counted as dropped and logged; `publish` never throws.
+ * @throws ListenjsError `invalid_option` for a wrong option
  */
 export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackplane {
   const channel = channelOf(options.prefix)
+  const maxBytes = maxMessageBytesOf(options.maxMessageBytes)
   const logger = options.logger ?? silentLogger
   const spreadMs = options.resyncSpreadMs ?? 2000
   if (!Number.isFinite(spreadMs) || spreadMs < 0) {
@@ -158,6 +246,9 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
   const id = randomUUID()
   const handlers = new Set<(message: BackplaneMessage) => void>()
   const counters = { published: 0, dropped: 0, received: 0, malformed: 0, outages: 0 }
+  // Messages not sent because they were over a bound, and handlers that threw: for logging only.
+  let unsendable = 0
+  let failures = 0
   let status: BackplaneStatus = 'connecting'
   let everReady = false
   let closed = false
@@ -171,19 +262,30 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
 
   const onMessage = (from: string, text: string): void => {
     if (from !== channel) return
-    const message = parseWireMessage(text)
+    const message = parseWireMessage(text, maxBytes)
     if (!message) {
       counters.malformed++
-      if (counters.malformed === 1 || counters.malformed % 1000 === 0) {
+      if (worthLogging(counters.malformed)) {
         logger.warn({ malformed: counters.malformed }, 'listenjs: dropped a malformed backplane message')
       }
       return
     }
     if (message.from === id) return
     counters.received++
-    if (message.kind === 'resync') return deliver({ kind: 'resync', spreadMs })
-    const { v: _v, from: _from, ...local } = message
-    deliver(local)
+    // Called from ioredis's socket handler: an exception must not escape into it.
+    try {
+      if (message.kind === 'resync') {
+        deliver({ kind: 'resync', spreadMs })
+      } else {
+        const { v: _v, from: _from, ...local } = message
+        deliver(local)
+      }
+    } catch (error) {
+      failures++
+      if (worthLogging(failures)) {
+        logger.error({ err: error, failures }, 'listenjs: a backplane message could not be handled')
+      }
+    }
   }
 
   // Connected means both connections are ready: a change can be sent and received.
@@ -234,11 +336,32 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
         missedPublishes = true
         return
       }
-      counters.published++
-      publisher.publish(channel, JSON.stringify({ v: 1, from: id, ...message })).catch(() => {
+      let encoded: ReturnType<typeof encode>
+      try {
+        encoded = encode(id, message, maxBytes)
+      } catch (error) {
+        encoded = { reason: error instanceof Error ? error.message : String(error) }
+      }
+      if ('reason' in encoded) {
+        // Delivered here, and never to other processes: their hubs would refuse it.
         counters.dropped++
-        missedPublishes = true
-      })
+        unsendable++
+        if (worthLogging(unsendable)) {
+          const path = message.kind === 'payload' ? message.path : message.paths[0]
+          logger.warn(
+            { path, reason: encoded.reason, count: unsendable },
+            'listenjs: a message over the backplane bounds was not published; other processes do not see it',
+          )
+        }
+        return
+      }
+      for (const text of encoded.texts) {
+        counters.published++
+        publisher.publish(channel, text).catch(() => {
+          counters.dropped++
+          missedPublishes = true
+        })
+      }
     },
     subscribe(handler) {
       handlers.add(handler)
@@ -282,13 +405,20 @@ export interface RedisPublisherOptions {
   prefix?: string
   /** Whether a change to `/a/b` also changes `/a` and `/`, as in the hubs. @default true */
   notifyAncestors?: boolean
+  /**
+   * The hubs' `maxMessageBytes`: a larger message is not sent (`notify` rejects). A change with many
+   * paths is split to fit. @default 1114112
+   */
+  maxMessageBytes?: number
 }
 
 /** Announces changes to every hub from a process that has none. */
 export interface RedisPublisher {
   /**
    * Same as `hub.notify(path, payload?)` on every hub process. Resolves once Redis took the message.
-   * @throws ListenjsError `bad_path` for a path hubs would refuse; rejects when Redis is unreachable
+   * @throws ListenjsError `bad_path` for a path hubs would refuse; `limit` for a message over
+   *   `maxMessageBytes` or nested deeper than 64 levels (hubs would refuse it); rejects when Redis is
+   *   unreachable
    */
   notify(path: string, payload?: unknown): Promise<void>
   /** Closes the connection if listenjs opened it. */
@@ -302,6 +432,7 @@ export interface RedisPublisher {
  */
 export function redisPublisher(options: RedisPublisherOptions = {}): RedisPublisher {
   const channel = channelOf(options.prefix)
+  const maxBytes = maxMessageBytesOf(options.maxMessageBytes)
   const redis = options.redis ?? new Redis(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379')
   const from = randomUUID()
   const ancestors = options.notifyAncestors ?? true
@@ -309,11 +440,15 @@ export function redisPublisher(options: RedisPublisherOptions = {}): RedisPublis
     async notify(path, payload) {
       const reason = checkPath(path, MAX_PATH_LENGTH)
       if (reason !== undefined) throw new ListenjsError('bad_path', `listenjs: ${reason}`, { path })
-      const message =
+      const message: ChangeMessage | PayloadMessage =
         payload === undefined
-          ? { v: 1, from, kind: 'change', paths: expandChange([path], ancestors) }
-          : { v: 1, from, kind: 'payload', path, payload }
-      await redis.publish(channel, JSON.stringify(message))
+          ? { kind: 'change', paths: expandChange([path], ancestors) }
+          : { kind: 'payload', path, payload }
+      const encoded = encode(from, message, maxBytes)
+      if ('reason' in encoded) {
+        throw new ListenjsError('limit', `listenjs: not published: ${encoded.reason}`, { path })
+      }
+      for (const text of encoded.texts) await redis.publish(channel, text)
     },
     async close() {
       if (!options.redis) await quit(redis)

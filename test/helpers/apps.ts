@@ -25,6 +25,13 @@ export interface Item {
   title: string
 }
 
+/** What a fixture handler answers: status, JSON body and, when set, a `Content-Location`. */
+export interface Answer {
+  status: number
+  body: unknown
+  contentLocation?: string
+}
+
 /**
  * The state and behaviour shared by the three fixture apps, so that each framework's routes are a
  * thin translation of the same handlers.
@@ -83,6 +90,33 @@ export class FixtureState {
     list.push(text)
     this.inboxes.set(user, list)
     return { ok: true }
+  }
+
+  /** `/things/:id`, whose id is a number however it is spelled (`42`, `042`, `+42`, `42\t`). */
+  readonly things = new Map<string, Item>()
+
+  /** The canonical id of a thing, or undefined when `id` does not start with a number. */
+  thingId(id: string): string | undefined {
+    const n = Number.parseInt(id, 10)
+    return Number.isNaN(n) ? undefined : String(n)
+  }
+
+  /** GET /things/:id: the thing, or 404. */
+  thing(id: string): Answer {
+    const canonical = this.thingId(id)
+    const thing = canonical === undefined ? undefined : this.things.get(canonical)
+    return thing ? { status: 200, body: thing } : { status: 404, body: { error: 'not found' } }
+  }
+
+  /** PUT /things/:id: stores the thing under its canonical id and names it in `Content-Location`. */
+  putThing(id: string, body: unknown): Answer {
+    const canonical = this.thingId(id)
+    const title = (body as { title?: unknown } | undefined)?.title
+    if (canonical === undefined || typeof title !== 'string')
+      return { status: 400, body: { error: 'bad request' } }
+    const thing = { id: canonical, title }
+    this.things.set(canonical, thing)
+    return { status: 200, body: thing, contentLocation: `/things/${canonical}` }
   }
 
   whoami(req: http.IncomingMessage, replay: boolean, secure: boolean): Record<string, unknown> {
@@ -285,6 +319,16 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
     app.get('/empty', async (_request, reply) => reply.code(204).send())
     app.get('/bigint', async (_request, reply) => reply.type('application/json').send(BIGINT_BODY))
     app.get('/public', { config: { listenjs: { public: true } } }, async () => ({ items: state.items.size }))
+    app.get('/things', async () => [...state.things.values()])
+    app.get<{ Params: { id: string } }>('/things/:id', async (request, reply) => {
+      const answer = state.thing(request.params.id)
+      return reply.code(answer.status).send(answer.body)
+    })
+    app.put<{ Params: { id: string } }>('/things/:id', async (request, reply) => {
+      const answer = state.putThing(request.params.id, request.body)
+      if (answer.contentLocation) reply.header('content-location', answer.contentLocation)
+      return reply.code(answer.status).send(answer.body)
+    })
     await app.listen({ port: options.port ?? 0, host: '127.0.0.1' })
     return { server: app.server, hub, close: () => app.close() }
   },
@@ -394,6 +438,13 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
       res.locals.listenjs = { public: true } satisfies RouteOptions
       res.json({ items: state.items.size })
     })
+    const answer = (res: express.Response, { status, body, contentLocation }: Answer): void => {
+      if (contentLocation) res.set('content-location', contentLocation)
+      json(res, status, body)
+    }
+    app.get('/things', (_req, res) => res.json([...state.things.values()]))
+    app.get('/things/:id', (req, res) => answer(res, state.thing(req.params.id)))
+    app.put('/things/:id', (req, res) => answer(res, state.putThing(req.params.id, req.body)))
     // Express 5 answers thrown errors with 500 on its own; keep the log quiet in tests.
     app.use((_err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
       json(res, 500, { error: 'internal' })
@@ -544,6 +595,16 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
       ctx.state.listenjs = { public: true } satisfies RouteOptions
       ctx.body = { items: state.items.size }
     })
+    const answer = (ctx: Koa.Context, { status, body, contentLocation }: Answer): void => {
+      if (contentLocation) ctx.set('content-location', contentLocation)
+      ctx.status = status
+      ctx.body = body
+    }
+    router.get('/things', (ctx) => {
+      ctx.body = [...state.things.values()]
+    })
+    router.get('/things/:id', (ctx) => answer(ctx, state.thing(ctx.params.id as string)))
+    router.put('/things/:id', (ctx) => answer(ctx, state.putThing(ctx.params.id as string, ctx.request.body)))
     app.use(router.routes())
     app.use(router.allowedMethods())
     app.silent = true
