@@ -30,6 +30,8 @@ export interface Answer {
   status: number
   body: unknown
   contentLocation?: string
+  /** The route declares this very answer public (route option `public: true`, set at run time). */
+  public?: boolean
 }
 
 /**
@@ -117,6 +119,130 @@ export class FixtureState {
     const thing = { id: canonical, title }
     this.things.set(canonical, thing)
     return { status: 200, body: thing, contentLocation: `/things/${canonical}` }
+  }
+
+  /** The trust routes under `/t/…` (see {@link FixtureState.trust}). */
+  readonly trustState = {
+    doc: { published: true, body: 'hello' },
+    links: 0,
+    team: 0,
+    view: 0,
+    slow: 0,
+    fast: 0,
+    lazy: 0,
+    lazyStarted: false,
+    locked: 0,
+    /** Callbacks waiting for the lock, and whether it is held. */
+    lock: { held: false, waiters: [] as Array<() => void> },
+    /** Opened by a test to let GET /t/locked answer. */
+    gate: undefined as Promise<void> | undefined,
+    openGate: (): void => {},
+  }
+  /** `hub.notify`, set by each fixture builder (for routes that notify later). */
+  notify: (path: string) => void = () => {}
+
+  /**
+   * The routes of the trust tests, one handler for every framework (paths under `/t/`, no bodies:
+   * parameters travel in the query). `respond` may be called later, and in another async context:
+   * GET /t/locked answers once a test opens the gate, and releases its lock to waiting writes from
+   * inside the replay.
+   */
+  trust(req: http.IncomingMessage, respond: (a: Answer) => void): void {
+    const t = this.trustState
+    const { headers, method } = req
+    const { pathname, searchParams } = new URL(req.url ?? '/', 'http://x')
+    const user = this.userOf(headers)
+    const key = `${method} ${pathname}`
+    switch (key) {
+      // A draft only its owner (alice) may read; public while published.
+      case 'GET /t/doc':
+        if (t.doc.published) return respond({ status: 200, body: t.doc, public: true })
+        if (user === 'alice') return respond({ status: 200, body: t.doc })
+        return respond({ status: 404, body: { error: 'not found' } })
+      case 'PUT /t/doc':
+        t.doc = { published: searchParams.get('published') === '1', body: searchParams.get('body') ?? '' }
+        return respond({ status: 200, body: { ok: true } })
+      // Public, with links built from the Host header.
+      case 'GET /t/links':
+        return respond({
+          status: 200,
+          body: { self: `http://${headers.host}/t/links`, n: t.links },
+          public: true,
+        })
+      case 'POST /t/links':
+      case 'POST /t/whoami':
+        t.links++
+        return respond({ status: 200, body: { ok: true } })
+      // Public, showing what the request carried.
+      case 'GET /t/whoami': {
+        const body = {
+          cookie: headers.cookie ?? null,
+          authorization: headers.authorization ?? null,
+          remoteAddress: req.socket.remoteAddress ?? null,
+          n: t.links,
+        }
+        return respond({ status: 200, body, public: true })
+      }
+      // One answer for every signed-in user; 401 anonymous, 403 revoked.
+      case 'GET /t/team':
+        if (user === undefined) return respond({ status: 401, body: { error: 'unauthorized' } })
+        if (this.revoked.has(user)) return respond({ status: 403, body: { error: 'forbidden' } })
+        return respond({ status: 200, body: { team: t.team } })
+      case 'POST /t/team':
+        t.team++
+        return respond({ status: 200, body: { ok: true } })
+      // A per-user view: each user's own secret.
+      case 'GET /t/view':
+        return respond({
+          status: 200,
+          body: { user: user ?? null, secret: user ? `${user}-secret` : null, n: t.view },
+        })
+      case 'POST /t/view':
+        t.view++
+        return respond({ status: 200, body: { ok: true } })
+      case 'GET /t/slow':
+        setTimeout(() => respond({ status: 200, body: { slow: t.slow } }), 20)
+        return
+      case 'POST /t/slow':
+        t.slow++
+        return respond({ status: 200, body: { ok: true } })
+      case 'GET /t/fast':
+        return respond({ status: 200, body: { fast: t.fast } })
+      case 'POST /t/fast':
+        t.fast++
+        return respond({ status: 200, body: { ok: true } })
+      // Starts, on its first GET, a timer that changes it later (outside any request).
+      case 'GET /t/lazy':
+        if (!t.lazyStarted) {
+          t.lazyStarted = true
+          setTimeout(() => {
+            t.lazy++
+            this.notify('/t/lazy')
+          }, 20)
+        }
+        return respond({ status: 200, body: { lazy: t.lazy } })
+      // Holds a lock until the gate opens, answers, then hands the lock to waiting writes.
+      case 'GET /t/locked': {
+        t.lock.held = true
+        void (t.gate ?? Promise.resolve()).then(() => {
+          respond({ status: 200, body: { locked: t.locked } })
+          t.lock.held = false
+          for (const waiter of t.lock.waiters.splice(0)) waiter()
+        })
+        return
+      }
+      case 'POST /t/locked': {
+        const write = (): void => {
+          t.locked++
+          respond({ status: 200, body: { ok: true } })
+        }
+        if (t.lock.held) t.lock.waiters.push(write)
+        else write()
+        return
+      }
+    }
+    if (method === 'GET' && pathname.startsWith('/t/hang/')) return // never answers
+    respond({ status: 404, body: { error: 'not found' } })
   }
 
   whoami(req: http.IncomingMessage, replay: boolean, secure: boolean): Record<string, unknown> {
@@ -226,6 +352,13 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
     )
     await app.register(fastifyListenjs, options.hub ?? {})
     const hub = app.listenjs
+    state.notify = (path) => hub.notify(path)
+    app.all('/t/*', (request, reply) => {
+      state.trust(request.raw, (answer) => {
+        if (answer.public) request.listenjs = { public: true }
+        void reply.code(answer.status).send(answer.body)
+      })
+    })
     const quiet: RouteOptions = { notify: false }
     app.addHook('onRequest', (request, _reply, done) => {
       if (request.method === 'POST' && request.url === '/als') state.als.run({ user: 'secret' }, done)
@@ -336,6 +469,7 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
   async express(state, options) {
     const app = express()
     const live = expressListenjs(options.hub ?? {})
+    state.notify = (path) => live.notify(path)
     const hub = live.hub
     app.use(live)
     app.use(express.json())
@@ -442,6 +576,12 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
       if (contentLocation) res.set('content-location', contentLocation)
       json(res, status, body)
     }
+    app.all('/t/*rest', (req, res) =>
+      state.trust(req, (answer) => {
+        if (answer.public) res.locals.listenjs = { public: true } satisfies RouteOptions
+        json(res, answer.status, answer.body)
+      }),
+    )
     app.get('/things', (_req, res) => res.json([...state.things.values()]))
     app.get('/things/:id', (req, res) => answer(res, state.thing(req.params.id)))
     app.put('/things/:id', (req, res) => answer(res, state.putThing(req.params.id, req.body)))
@@ -455,6 +595,7 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
   async koa(state, options) {
     const app = new Koa()
     const live = koaListenjs(options.hub ?? {})
+    state.notify = (path) => live.notify(path)
     const router = new Router()
     app.use(async (ctx, next) => {
       try {
@@ -600,6 +741,18 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
       ctx.status = status
       ctx.body = body
     }
+    router.all(
+      '/t/*rest',
+      (ctx) =>
+        new Promise<void>((resolve) =>
+          state.trust(ctx.req, (answer) => {
+            if (answer.public) ctx.state.listenjs = { public: true } satisfies RouteOptions
+            ctx.status = answer.status
+            ctx.body = answer.body
+            resolve()
+          }),
+        ),
+    )
     router.get('/things', (ctx) => {
       ctx.body = [...state.things.values()]
     })
