@@ -280,6 +280,34 @@ describe.each(FRAMEWORKS)('%s', (framework) => {
   })
 })
 
+describe.each(FRAMEWORKS)('%s: a write to a path that cannot be a key', (framework) => {
+  it('notifies the nearest acceptable ancestor and warns once per route', async () => {
+    const warnings: unknown[] = []
+    const logger = { debug() {}, info() {}, error() {}, warn: (o: unknown) => warnings.push(o) }
+    const app = await startFixture(framework, { hub: { logger } })
+    try {
+      const c = await TestClient.connect(app.wsUrl)
+      c.subscribe('/things')
+      expect(await c.next()).toMatchObject({ type: 'data', json: [] })
+      for (const title of ['one', 'two']) {
+        // `..` in the path: no subscription can be keyed by it, so `/things` is notified.
+        const res = await fetch(`${app.url}/things/7%2F..%2F8`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ title }),
+        })
+        expect(res.status).toBe(200)
+        expect(await c.next()).toMatchObject({ type: 'data', json: [{ title }] })
+      }
+      const unkeyable = warnings.filter((w) => (w as { route?: string }).route?.startsWith('PUT '))
+      expect(unkeyable).toHaveLength(1)
+      await c.close()
+    } finally {
+      await app.close()
+    }
+  })
+})
+
 describe('backplane input', () => {
   it('a payload nested 20,000 deep is dropped and logged; the hub goes on', async () => {
     let deliver: (message: unknown) => void = () => {}
@@ -312,6 +340,21 @@ describe('backplane input', () => {
         body: JSON.stringify({ title: 'still works' }),
       })
       expect(await c.next()).toMatchObject({ type: 'data', json: [{ title: 'still works' }] })
+      await c.close()
+    } finally {
+      await app.close()
+    }
+  })
+
+  it('a change of more than 1024 paths travels in parts: no hub drops its own large change', async () => {
+    const app = await startFixture('koa', { hub: { limits: { pathLength: 4096 } } })
+    try {
+      const c = await TestClient.connect(app.wsUrl)
+      expect(await subscribed(c, '/t/fast')).toMatchObject({ json: { fast: 0 } })
+      app.state.trustState.fast++
+      // 1,100 segments below /t/fast: with its ancestors, 1,103 paths.
+      app.hub.notify(`/t/fast${'/x'.repeat(1100)}`)
+      expect(await c.next()).toMatchObject({ type: 'data', json: { fast: 1 } })
       await c.close()
     } finally {
       await app.close()

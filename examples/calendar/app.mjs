@@ -37,6 +37,21 @@ function badRequest(reply, errors) {
   return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message, errors })
 }
 
+/** The list's path; an appointment's canonical path is `${LIST}/<id>`. */
+const LIST = '/api/appointments'
+const itemPath = (id) => `${LIST}/${encodeURIComponent(id)}`
+
+/**
+ * Names the appointment an answer is about by its canonical path (RFC 9110 Content-Location): a
+ * write then reaches the listeners of that path, and a listener of that path is reached by writes,
+ * whatever spelling of the path the request used. A created one is also named by `Location` (201).
+ */
+function named(reply, item, created = false) {
+  reply.header('content-location', itemPath(item.id))
+  if (created) reply.header('location', itemPath(item.id))
+  return item
+}
+
 function notFound(reply, id) {
   return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `Appointment ${id} not found` })
 }
@@ -113,29 +128,24 @@ export function buildApp({ store = createStore(), logger = false, listenjs: live
   })
 
   app.get(
-    '/api/appointments',
+    LIST,
     { schema: { response: { 200: { type: 'array', items: appointment } } } },
     async () => await store.list(),
   )
 
-  app.post(
-    '/api/appointments',
-    { schema: { body: fullBody, response: { 201: appointment } } },
-    async (request, reply) => {
-      const errors = semanticErrors(request.body)
-      if (errors.length) return badRequest(reply, errors)
-      return reply.code(201).send(await store.create(request.body))
-    },
-  )
+  app.post(LIST, { schema: { body: fullBody, response: { 201: appointment } } }, async (request, reply) => {
+    const errors = semanticErrors(request.body)
+    if (errors.length) return badRequest(reply, errors)
+    return reply.code(201).send(named(reply, await store.create(request.body), true))
+  })
 
-  app.get(
-    '/api/appointments/:id',
-    { schema: { params, response: { 200: appointment } } },
-    async (request, reply) => (await store.get(request.params.id)) ?? notFound(reply, request.params.id),
-  )
+  app.get(`${LIST}/:id`, { schema: { params, response: { 200: appointment } } }, async (request, reply) => {
+    const item = await store.get(request.params.id)
+    return item ? named(reply, item) : notFound(reply, request.params.id)
+  })
 
   app.put(
-    '/api/appointments/:id',
+    `${LIST}/:id`,
     { schema: { params, body: fullBody, response: { 200: appointment } } },
     async (request, reply) => {
       const { id } = request.params
@@ -143,12 +153,13 @@ export function buildApp({ store = createStore(), logger = false, listenjs: live
       const errors = semanticErrors(request.body)
       if (errors.length) return badRequest(reply, errors)
       // Deleted meanwhile (by another request, or another process): a 404 all the same.
-      return (await store.replace(id, request.body)) ?? notFound(reply, id)
+      const item = await store.replace(id, request.body)
+      return item ? named(reply, item) : notFound(reply, id)
     },
   )
 
   app.patch(
-    '/api/appointments/:id',
+    `${LIST}/:id`,
     { schema: { params, body: partialBody, response: { 200: appointment } } },
     async (request, reply) => {
       const { id } = request.params
@@ -156,13 +167,16 @@ export function buildApp({ store = createStore(), logger = false, listenjs: live
       if (!current) return notFound(reply, id)
       const errors = semanticErrors({ ...current, ...request.body })
       if (errors.length) return badRequest(reply, errors)
-      return (await store.update(id, request.body)) ?? notFound(reply, id)
+      const item = await store.update(id, request.body)
+      return item ? named(reply, item) : notFound(reply, id)
     },
   )
 
-  app.delete('/api/appointments/:id', { schema: { params } }, async (request, reply) => {
+  app.delete(`${LIST}/:id`, { schema: { params } }, async (request, reply) => {
     const { id } = request.params
     if (!(await store.remove(id))) return notFound(reply, id)
+    // No body to name, but the header still tells listenjs which appointment is gone.
+    reply.header('content-location', itemPath(id))
     return reply.code(204).send()
   })
 

@@ -829,9 +829,13 @@ export class Hub extends EventEmitter<HubEvents> {
    */
   private publishChange(paths: readonly string[], origin?: ChangeMessage['origin']): void {
     const expanded = expandChange(paths, this.options.notifyAncestors)
-    this.backplane.publish(
-      origin ? { kind: 'change', paths: expanded, origin } : { kind: 'change', paths: expanded },
-    )
+    // Every hub drops a change naming more paths than MAX_CHANGE_PATHS: a large one travels in parts.
+    for (let i = 0; i < expanded.length; i += MAX_CHANGE_PATHS) {
+      const part = expanded.slice(i, i + MAX_CHANGE_PATHS)
+      this.backplane.publish(
+        origin ? { kind: 'change', paths: part, origin } : { kind: 'change', paths: part },
+      )
+    }
   }
 
   /**
