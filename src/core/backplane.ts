@@ -32,6 +32,12 @@ export interface ResyncMessage {
   readonly spreadMs: number
 }
 
+/**
+ * The most paths one change message may name. A hub drops a larger one from any backplane, and
+ * publishes its own large changes in parts of at most this many.
+ */
+export const MAX_CHANGE_PATHS = 1024
+
 /** What travels on a backplane, and the `resync` signal a backplane gives its hub. */
 export type BackplaneMessage = ChangeMessage | PayloadMessage | ResyncMessage
 

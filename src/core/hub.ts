@@ -5,7 +5,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
 import type { Duplex } from 'node:stream'
 import type { Backplane, BackplaneMessage, BackplaneStatus, ChangeMessage } from './backplane'
-import { memoryBackplane } from './backplane'
+import { MAX_CHANGE_PATHS, memoryBackplane } from './backplane'
 import { createEndpoint, type Endpoint } from './endpoint'
 import { ListenjsError } from './errors'
 import {
@@ -140,8 +140,6 @@ export interface HubEvents {
 }
 
 const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
-/** The most paths one backplane change message may name (a hostile or broken one is dropped). */
-const MAX_CHANGE_PATHS = 1024
 /** The most routes warned about once for an unkeyable change path (the set stays bounded). */
 const MAX_WARNED_ROUTES = 1000
 const MAX_RETRY_DELAY_MS = 30_000

@@ -11,8 +11,8 @@
  */
 export const MAX_DEPTH = 64
 
-/** The most paths one `change` message may carry; a publisher splits a larger change. */
-export const MAX_CHANGE_PATHS = 1024
+/** The most paths one `change` message may carry (the hubs' own bound); a publisher splits a larger change. */
+export { MAX_CHANGE_PATHS } from '../core/backplane'
 
 /**
  * The default bound on one message's UTF-8 size: 1 MiB of payload (the hub's `maxBodyBytes`) plus

@@ -8,41 +8,15 @@
  * costs a map lookup and never a replay. Each process replays GETs for its own subscribers only.
  */
 import { randomUUID } from 'node:crypto'
-import Redis, { type RedisOptions } from 'ioredis'
-import type {
-  Backplane,
-  BackplaneMessage,
-  BackplaneStatus,
-  ChangeMessage,
-  PayloadMessage,
-} from '../core/backplane'
+import type Redis from 'ioredis'
+import type { Backplane, BackplaneMessage, BackplaneStatus } from '../core/backplane'
 import { ListenjsError } from '../core/errors'
 import { silentLogger, type Logger } from '../core/options'
-import { checkPath, expandChange } from '../core/paths'
-import {
-  DEFAULT_MAX_MESSAGE_BYTES,
-  jsonDepthExceeds,
-  MAX_CHANGE_PATHS,
-  MAX_DEPTH,
-  utf8LengthExceeds,
-} from './bounds'
+import { connect, quit } from './connection'
+import { channelOf, encode, maxMessageBytesOf, parseWireMessage, worthLogging } from './wire'
 
-/** The wire format on the channel (PROTOCOL.md, "Backplane"). */
-interface WireChange extends ChangeMessage {
-  readonly v: 1
-  readonly from: string
-}
-interface WirePayload extends PayloadMessage {
-  readonly v: 1
-  readonly from: string
-}
-/** Sent by a process whose publishing failed: every other process re-checks what it holds. */
-interface WireResync {
-  readonly v: 1
-  readonly from: string
-  readonly kind: 'resync'
-}
-type WireMessage = WireChange | WirePayload | WireResync
+export { parseWireMessage } from './wire'
+export { redisPublisher, type RedisPublisher, type RedisPublisherOptions } from './publisher'
 
 /** Where to find Redis: a URL, or ioredis clients you own (they are not closed by listenjs). */
 export interface RedisConnection {
@@ -85,136 +59,6 @@ export interface RedisBackplane extends Backplane {
   stats(): { published: number; dropped: number; received: number; malformed: number; outages: number }
 }
 
-const DEFAULT_PREFIX = 'listenjs'
-/**
- * The longest path accepted from the channel or by the publisher. Hubs bound their own subscriptions
- * with `limits.pathLength`; this only keeps a broken or hostile message from carrying a huge one.
- */
-const MAX_PATH_LENGTH = 8_192
-
-function channelOf(prefix: string | undefined): string {
-  const value = prefix ?? DEFAULT_PREFIX
-  if (typeof value !== 'string' || value === '') {
-    throw new ListenjsError('invalid_option', 'listenjs: option "prefix" must be a non-empty string')
-  }
-  return `${value}:changes`
-}
-
-function maxMessageBytesOf(value: number | undefined): number {
-  const max = value ?? DEFAULT_MAX_MESSAGE_BYTES
-  if (!Number.isSafeInteger(max) || max <= 0) {
-    throw new ListenjsError('invalid_option', 'listenjs: option "maxMessageBytes" must be a positive integer')
-  }
-  return max
-}
-
-/** Logged for the first event of a kind, then every thousandth: never once per message. */
-const worthLogging = (count: number): boolean => count === 1 || count % 1000 === 0
-
-/**
- * The texts to publish for one message from `from`, or why it cannot be sent. A change is split
- * into several messages so that each carries at most {@link MAX_CHANGE_PATHS} paths and fits in
- * `maxBytes`: each is handled like the whole would be. A payload is one message or none.
- * @throws what `JSON.stringify` throws for a payload it cannot serialize (a cycle, a BigInt, too deep)
- */
-function encode(
-  from: string,
-  message: ChangeMessage | PayloadMessage,
-  maxBytes: number,
-): { texts: string[] } | { reason: string } {
-  const texts: string[] = []
-  if (message.kind === 'payload') {
-    texts.push(JSON.stringify({ v: 1, from, ...message }))
-  } else {
-    // Exact sizes: the envelope with no paths, plus each path's JSON, plus a comma between two.
-    const envelopeBytes = Buffer.byteLength(JSON.stringify({ v: 1, from, ...message, paths: [] }))
-    let chunk: string[] = []
-    let bytes = envelopeBytes
-    const flush = (): void => {
-      texts.push(JSON.stringify({ v: 1, from, ...message, paths: chunk }))
-      chunk = []
-      bytes = envelopeBytes
-    }
-    for (const path of message.paths) {
-      const pathBytes = Buffer.byteLength(JSON.stringify(path))
-      if (chunk.length === MAX_CHANGE_PATHS || (chunk.length > 0 && bytes + 1 + pathBytes > maxBytes)) flush()
-      bytes += (chunk.length > 0 ? 1 : 0) + pathBytes
-      chunk.push(path)
-    }
-    if (chunk.length > 0) flush()
-  }
-  for (const text of texts) {
-    // A single path too long for `maxBytes`, or a payload too large or too deep for every hub.
-    if (utf8LengthExceeds(text, maxBytes)) return { reason: `a message is over ${maxBytes} bytes` }
-    if (jsonDepthExceeds(text, MAX_DEPTH)) {
-      return { reason: `a message nests deeper than ${MAX_DEPTH} levels` }
-    }
-  }
-  return { texts }
-}
-
-/**
- * Creates a connection that never queues: while Redis is unreachable, commands fail at once
- * instead of piling up in memory, and HTTP requests are never slowed by the backplane.
- */
-function connect(url: string | undefined, role: string, channel: string): Redis {
-  const options: RedisOptions = {
-    enableOfflineQueue: role === 'subscriber',
-    maxRetriesPerRequest: 1,
-    // Named after role and channel, so `CLIENT LIST` tells which app each connection serves.
-    connectionName: `listenjs-${role}-${channel.replace(/[^\w:.-]/g, '_')}`,
-    lazyConnect: false,
-    retryStrategy: (attempt) => Math.min(2000, 50 * 2 ** Math.min(attempt, 6)),
-  }
-  return new Redis(url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', options)
-}
-
-/**
- * Validates a message from the channel like client input: anything unexpected is refused. Before
- * parsing, a text over `maxBytes` UTF-8 bytes, or nesting arrays and objects deeper than
- * {@link MAX_DEPTH} levels, is refused, so that a hostile message costs one linear scan of a bounded
- * text; a change with more than {@link MAX_CHANGE_PATHS} paths is refused too.
- * @param text - the message as it came from Redis
- * @param maxBytes - the `maxMessageBytes` option. @default 1114112
- */
-export function parseWireMessage(
-  text: string,
-  maxBytes: number = DEFAULT_MAX_MESSAGE_BYTES,
-): WireMessage | undefined {
-  if (utf8LengthExceeds(text, maxBytes) || jsonDepthExceeds(text, MAX_DEPTH)) return undefined
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch {
-    return undefined
-  }
-  if (typeof value !== 'object' || value === null) return undefined
-  const m = value as Record<string, unknown>
-  if (m.v !== 1 || typeof m.from !== 'string') return undefined
-  if (m.kind === 'change') {
-    if (!Array.isArray(m.paths) || m.paths.length === 0 || m.paths.length > MAX_CHANGE_PATHS) return undefined
-    if (!m.paths.every((p) => typeof p === 'string' && checkPath(p, MAX_PATH_LENGTH) === undefined))
-      return undefined
-    const origin = m.origin as Record<string, unknown> | undefined
-    if (origin !== undefined && (typeof origin !== 'object' || origin === null)) return undefined
-    if (origin && (typeof origin.id !== 'string' || typeof origin.credentials !== 'string')) return undefined
-    return {
-      v: 1,
-      from: m.from,
-      kind: 'change',
-      paths: m.paths as string[],
-      ...(origin ? { origin: { id: origin.id as string, credentials: origin.credentials as string } } : {}),
-    }
-  }
-  if (m.kind === 'resync') return { v: 1, from: m.from, kind: 'resync' }
-  if (m.kind === 'payload') {
-    if (typeof m.path !== 'string' || checkPath(m.path, MAX_PATH_LENGTH) !== undefined || !('payload' in m))
-      return undefined
-    return { v: 1, from: m.from, kind: 'payload', path: m.path, payload: m.payload }
-  }
-  return undefined
-}
-
 /**
  * The Redis backplane: pass it as the hub's `backplane` option in any adapter.
  *
@@ -224,7 +68,7 @@ export function parseWireMessage(
  * to re-check every path its subscribers hold, spread over `resyncSpreadMs`.
  *
  * Every message costs bounded work (PROTOCOL.md, "Backplane"): at most `maxMessageBytes` bytes,
- * {@link MAX_DEPTH} levels of nesting and {@link MAX_CHANGE_PATHS} paths per change, checked before
+ * 64 levels of nesting and 1024 paths per change, checked before
  * parsing; anything else is dropped as malformed. A message this process cannot send within those
  * bounds is delivered locally only, counted as dropped and logged; `publish` never throws.
  * @throws ListenjsError `invalid_option` for a wrong option
@@ -382,76 +226,6 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
       else await subscriber.unsubscribe(channel).catch(() => undefined)
       // Kept until the connections are closed: ioredis reports errors without a listener as unhandled.
       for (const connection of [subscriber, publisher]) connection.off('error', onDown)
-    },
-  }
-}
-
-/** Ends a connection we own: politely when it is up, at once otherwise. */
-async function quit(redis: Redis): Promise<void> {
-  if (redis.status === 'ready') {
-    await redis.quit().catch(() => redis.disconnect())
-  } else {
-    redis.disconnect()
-  }
-}
-
-/** Options of {@link redisPublisher}. */
-export interface RedisPublisherOptions {
-  /** `redis://host:port/db`. @default process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' */
-  url?: string
-  /** An ioredis client you own (not closed by `close()`). */
-  redis?: Redis
-  /** The hubs' channel prefix. @default 'listenjs' */
-  prefix?: string
-  /** Whether a change to `/a/b` also changes `/a` and `/`, as in the hubs. @default true */
-  notifyAncestors?: boolean
-  /**
-   * The hubs' `maxMessageBytes`: a larger message is not sent (`notify` rejects). A change with many
-   * paths is split to fit. @default 1114112
-   */
-  maxMessageBytes?: number
-}
-
-/** Announces changes to every hub from a process that has none. */
-export interface RedisPublisher {
-  /**
-   * Same as `hub.notify(path, payload?)` on every hub process. Resolves once Redis took the message.
-   * @throws ListenjsError `bad_path` for a path hubs would refuse; `limit` for a message over
-   *   `maxMessageBytes` or nested deeper than 64 levels (hubs would refuse it); rejects when Redis is
-   *   unreachable
-   */
-  notify(path: string, payload?: unknown): Promise<void>
-  /** Closes the connection if listenjs opened it. */
-  close(): Promise<void>
-}
-
-/**
- * A publisher for processes without a hub or HTTP server (a worker, a cron job):
- * `await redisPublisher().notify('/appointments')` and every subscriber on every hub process gets
- * the fresh state.
- */
-export function redisPublisher(options: RedisPublisherOptions = {}): RedisPublisher {
-  const channel = channelOf(options.prefix)
-  const maxBytes = maxMessageBytesOf(options.maxMessageBytes)
-  const redis = options.redis ?? new Redis(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379')
-  const from = randomUUID()
-  const ancestors = options.notifyAncestors ?? true
-  return {
-    async notify(path, payload) {
-      const reason = checkPath(path, MAX_PATH_LENGTH)
-      if (reason !== undefined) throw new ListenjsError('bad_path', `listenjs: ${reason}`, { path })
-      const message: ChangeMessage | PayloadMessage =
-        payload === undefined
-          ? { kind: 'change', paths: expandChange([path], ancestors) }
-          : { kind: 'payload', path, payload }
-      const encoded = encode(from, message, maxBytes)
-      if ('reason' in encoded) {
-        throw new ListenjsError('limit', `listenjs: not published: ${encoded.reason}`, { path })
-      }
-      for (const text of encoded.texts) await redis.publish(channel, text)
-    },
-    async close() {
-      if (!options.redis) await quit(redis)
     },
   }
 }
