@@ -2,7 +2,8 @@
  * listenjs: live REST resources. `createHub` for any `http` server; the adapters
  * (`listenjs/fastify`, `listenjs/express`, `listenjs/koa`) create and wire a hub for you.
  */
-export { createHub, Hub } from './core/hub'
+export { Hub } from './core/hub'
+export { createHub } from './node'
 export type {
   AttachableServer,
   ConnectEvent,
@@ -13,8 +14,9 @@ export type {
   RouteMatch,
   RouteOptions,
   SubscriptionEvent,
-} from './core/hub'
-export { DEFAULTS, PUBLIC, silentLogger } from './core/options'
+} from './core/types'
+export type { HubSocket, Opened, SocketEvents, Transport, TransportFactory } from './core/socket'
+export { DEFAULTS, POLICY, PUBLIC, silentLogger } from './core/options'
 export type {
   Authorize,
   HeartbeatOptions,
@@ -24,6 +26,7 @@ export type {
   Logger,
   OriginCheck,
   PathRule,
+  ResolvedOptions,
 } from './core/options'
 export { ListenjsError } from './core/errors'
 export type { ListenjsErrorCode } from './core/errors'

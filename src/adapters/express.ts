@@ -1,6 +1,8 @@
 import type { IncomingMessage } from 'node:http'
 import type { Request, RequestHandler } from 'express'
-import { createHub, type AttachableServer, type Hub, type RouteMatch, type RouteOptions } from '../core/hub'
+import type { Hub } from '../core/hub'
+import type { AttachableServer, RouteMatch, RouteOptions } from '../core/types'
+import { createHub } from '../node'
 import type { HubOptions } from '../core/options'
 import { isReplayRequest } from '../core/replay'
 

@@ -1,7 +1,9 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { createHub, type Hub, type RouteMatch, type RouteOptions } from '../core/hub'
+import type { Hub } from '../core/hub'
+import type { RouteMatch, RouteOptions } from '../core/types'
+import { createHub } from '../node'
 import type { HubOptions } from '../core/options'
 import { isReplayRequest } from '../core/replay'
 

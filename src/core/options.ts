@@ -194,6 +194,20 @@ export const DEFAULTS = {
   'allowedOrigins' | 'identify' | 'authorize' | 'paths' | 'trustProxy' | 'logger'
 >
 
+/** Fixed policy, next to the defaults: what the hub does that no option changes. */
+export const POLICY = {
+  /** First delay before a failed push replay (5xx, 429, 408, timeout) is retried; doubled each time, with jitter. */
+  retryBaseMs: 500,
+  /** Longest delay between two retries of a failed push replay. */
+  retryMaxMs: 30_000,
+  /** How long a socket closed for being too slow (4509) may take to read its close frame. */
+  slowCloseGraceMs: 5000,
+  /** How long `hub.close()` waits for sockets to finish the closing handshake before terminating them. */
+  closeGraceMs: 1000,
+  /** The longest `spreadMs` a resync may ask for. */
+  maxResyncSpreadMs: 60_000,
+} as const
+
 function invalid(option: string, expected: string, got: unknown): ListenjsError {
   const shown = typeof got === 'string' ? JSON.stringify(got) : String(got)
   return new ListenjsError(

@@ -1,26 +1,8 @@
 import { pathnameOf } from './paths'
 import type { ReplayContext, UpgradeRequest } from './replay'
 import type { Ticket } from './scheduler'
+import type { HubSocket } from './socket'
 import { kindOf, type GroupKind } from './sharing'
-
-/**
- * What the hub needs of a socket. The core never imports a socket library: one file
- * (`endpoint.ts`) binds this to `ws`.
- */
-export interface HubSocket {
-  /**
-   * Sends one text frame (the buffer holds UTF-8 JSON). A socket's first frame in a turn is written
-   * at once unless `hold` says more are likely to follow; held frames, and every later frame of the
-   * turn, leave together in one write when the turn ends.
-   */
-  send(frame: Buffer, hold?: boolean): void
-  /** Starts the closing handshake. */
-  close(code: number, reason: string): void
-  /** Destroys the socket at once. */
-  terminate(): void
-  /** Bytes given to `send` that have not reached the kernel yet. */
-  bufferedAmount(): number
-}
 
 /** One open socket. */
 export interface Connection {
@@ -181,6 +163,11 @@ export class Registry {
     if (resource.aliases.size >= MAX_ALIASES) return
     resource.aliases.add(pathname)
     this.index(pathname, resource)
+  }
+
+  /** {@link Registry.alias} for each of `pathnames`. */
+  aliasAll(resource: Resource, pathnames: readonly string[]): void {
+    for (const pathname of pathnames) this.alias(resource, pathname)
   }
 
   private index(pathname: string, resource: Resource): void {

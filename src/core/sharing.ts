@@ -14,6 +14,7 @@
  *   the others see. A `route` group's answer is shared only if that very replay still says public.
  */
 import { createHash } from 'node:crypto'
+import type { Group, Registry, Subscription } from './registry'
 import type { ReplayContext, ReplayResult, UpgradeRequest } from './replay'
 
 /** How a group's members relate; see the module comment. */
@@ -107,4 +108,20 @@ export function verdict(kind: GroupKind, result: ReplayResult): Verdict {
     case 'route':
       return result.public ? 'apply' : 'split'
   }
+}
+
+/**
+ * The group a subscriber belongs in after an answer made with its own request: the route-public
+ * group of its Host when that answer said public (unless `identify` already made it public), else
+ * its identity's.
+ */
+export function groupFor(
+  registry: Registry,
+  subscription: Subscription,
+  result: ReplayResult,
+  trustProxy: boolean,
+): Group {
+  const { connection, resource, identity } = subscription
+  const key = result.public && kindOf(identity) !== 'public' ? groupKey.route(connection.publicKey) : identity
+  return registry.group(resource, key, () => publicContext(connection.request, trustProxy))
 }

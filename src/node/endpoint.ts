@@ -1,37 +1,13 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import * as wsModule from 'ws'
 import { WebSocketServer, type WebSocket } from 'ws'
-import type { OriginCheck, ResolvedOptions } from './options'
-import { CloseCode, SUBPROTOCOL } from './protocol'
-import type { HubSocket } from './registry'
-
-/**
- * What the hub does with its sockets: one object for every socket (no closures per socket).
- * `open` returns the hub's own record of the socket, given back to every other call.
- */
-export interface EndpointHooks<C> {
-  open(socket: HubSocket, request: IncomingMessage): C
-  message(owner: C, data: Buffer, isBinary: boolean): void
-  /** The client sent a WebSocket ping frame; counted like a message. Answered with a pong if true. */
-  ping(owner: C): boolean
-  /** The socket wrote out what it held after being full (see `HubSocket.send`). */
-  drained(owner: C): void
-  closed(owner: C, code: number): void
-}
+import type { OriginCheck, ResolvedOptions } from '../core/options'
+import { CloseCode, SUBPROTOCOL } from '../core/protocol'
+import type { HubSocket, Opened, SocketEvents, Transport } from '../core/socket'
+import { rawSocketOf, textFrame } from './ws-internals'
 
 const TEXT = { binary: false } as const
-
-/** ws's frame builder (exported by ws, not declared by @types/ws). */
-const { Sender } = wsModule as unknown as {
-  Sender: {
-    frame(
-      data: Buffer,
-      options: { fin: boolean; opcode: number; mask: boolean; readOnly: boolean; rsv1: boolean },
-    ): Buffer[]
-  }
-}
 
 /**
  * Each frame as it goes on the wire (a text frame, unmasked, header and payload in one buffer),
@@ -41,25 +17,11 @@ const onTheWire = new WeakMap<Buffer, Buffer>()
 function wireFrame(frame: Buffer): Buffer {
   let wire = onTheWire.get(frame)
   if (!wire) {
-    wire = Buffer.concat(
-      Sender.frame(frame, { fin: true, opcode: 1, mask: false, readOnly: true, rsv1: false }),
-    )
+    // Only called with a raw socket, which exists only when frames can be built.
+    wire = textFrame(frame) as Buffer
     onTheWire.set(frame, wire)
   }
   return wire
-}
-
-/** The WebSocket endpoint: the one place that knows about `ws`. */
-export interface Endpoint {
-  /** Handles one `upgrade` event of `server`; ignores upgrades for other paths. */
-  handleUpgrade(
-    req: IncomingMessage,
-    socket: Duplex,
-    head: Buffer,
-    server: { listenerCount(event: string): number },
-  ): void
-  /** Waits up to `graceMs` for open sockets to finish closing, then terminates the rest. */
-  close(graceMs: number): Promise<void>
 }
 
 /**
@@ -69,7 +31,7 @@ export interface Endpoint {
  * Every open socket costs one `Link` (methods on its prototype) and nothing else of ours: the
  * listeners are shared functions that find their link through `this`.
  */
-export function createEndpoint<C>(options: ResolvedOptions, hooks: EndpointHooks<C>): Endpoint {
+export function wsTransport(options: ResolvedOptions, opened: Opened): Transport {
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: options.limits.messageBytes,
@@ -97,7 +59,7 @@ export function createEndpoint<C>(options: ResolvedOptions, hooks: EndpointHooks
   }
 
   class Link implements HubSocket {
-    owner!: C
+    events!: SocketEvents
     /** The turn of this socket's last frame, and the turn in which it was corked. */
     private sentIn = -1
     private corkedIn = -1
@@ -113,7 +75,7 @@ export function createEndpoint<C>(options: ResolvedOptions, hooks: EndpointHooks
     send(frame: Buffer, hold = false): void {
       const { ws, raw } = this
       if (!raw) {
-        ws.send(frame, TEXT, () => hooks.drained(this.owner))
+        ws.send(frame, TEXT, () => this.events.onDrain())
         return
       }
       if (ws.readyState !== ws.OPEN || !raw.writable) return
@@ -147,7 +109,7 @@ export function createEndpoint<C>(options: ResolvedOptions, hooks: EndpointHooks
 
     drained(): void {
       this.waitingDrain = false
-      hooks.drained(this.owner)
+      this.events.onDrain()
     }
   }
 
@@ -156,11 +118,11 @@ export function createEndpoint<C>(options: ResolvedOptions, hooks: EndpointHooks
   }
   function onMessage(this: WebSocket, data: Buffer, isBinary: boolean): void {
     const link = links.get(this)
-    if (link) hooks.message(link.owner, data, isBinary)
+    if (link) link.events.onMessage(data, isBinary)
   }
   function onPing(this: WebSocket, data: Buffer): void {
     const link = links.get(this)
-    if (link && hooks.ping(link.owner)) this.pong(data)
+    if (link?.events.onPing()) this.pong(data)
   }
   function onError(error: Error): void {
     options.logger.debug({ err: error }, 'listenjs: socket error')
@@ -171,7 +133,7 @@ export function createEndpoint<C>(options: ResolvedOptions, hooks: EndpointHooks
     const link = links.get(this)
     if (!link) return
     release(link.address)
-    hooks.closed(link.owner, code)
+    link.events.onClose(code)
   }
 
   const release = (address: string): void => {
@@ -191,11 +153,11 @@ export function createEndpoint<C>(options: ResolvedOptions, hooks: EndpointHooks
     // With ws's TCP socket, a frame framed once is written to every socket as one buffer, and the
     // socket's `drain` tells when a full socket can take more; without it (another ws version),
     // frames go through ws.send with a completion callback.
-    const raw = (ws as unknown as { _socket?: Socket })._socket
+    const raw = rawSocketOf(ws)
     const link = new Link(ws, raw, address)
     links.set(ws, link)
     if (raw) links.set(raw, link)
-    link.owner = hooks.open(link, req)
+    link.events = opened(link, req)
     ws.on('message', onMessage)
     ws.on('ping', onPing)
     ws.on('close', onClose)

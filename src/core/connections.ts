@@ -1,0 +1,229 @@
+/**
+ * Open sockets: what the hub keeps of each (a {@link Link}), the first-message deadline, the
+ * per-socket token bucket, and the routing of each client message to the part that handles it.
+ * A transport hands the hub a socket with `opened(socket, request)` and gets back the socket's
+ * {@link SocketEvents}: the only calls a transport makes into the hub.
+ */
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import { errorFrame, welcomeFrame } from './frames'
+import type { Kernel } from './kernel'
+import type { Outbox } from './outbox'
+import { CloseCode, parseClientMessage } from './protocol'
+import type { Connection, Subscription } from './registry'
+import {
+  contextFromRequest,
+  contextKey,
+  upgradeRequestOf,
+  withToken,
+  type ReplayContext,
+  type UpgradeRequest,
+} from './replay'
+import { publicKey } from './sharing'
+import type { HubSocket, SocketEvents } from './socket'
+import type { Subscriptions } from './subscriptions'
+
+/** One open socket: its record, and the events its transport reports (methods, no closures). */
+class Link implements Connection, SocketEvents {
+  readonly id = randomUUID()
+  context: ReplayContext
+  contextKey: string
+  publicKey: string
+  readonly subscriptions = new Map<string, Subscription>()
+  awaitingPong = false
+  spoke = false
+  tokens: number
+  tokensAt = Date.now()
+  closed = false
+  parked: Map<string, Buffer> | undefined = undefined
+  parkedBytes = 0
+
+  constructor(
+    private readonly owner: Connections,
+    readonly socket: HubSocket,
+    public request: UpgradeRequest,
+  ) {
+    this.context = contextFromRequest(request)
+    this.contextKey = contextKey(this.context)
+    this.publicKey = publicKey(request, owner.kernel.options.trustProxy)
+    this.tokens = owner.kernel.options.limits.messageBurst
+  }
+
+  onMessage(data: Buffer, isBinary: boolean): void {
+    this.owner.received(this, data, isBinary)
+  }
+  onPing(): boolean {
+    return this.owner.pinged(this)
+  }
+  onDrain(): void {
+    this.owner.outbox.drained(this)
+  }
+  onClose(code: number): void {
+    this.owner.dropped(this, code)
+  }
+}
+
+export class Connections {
+  private readonly open = new Map<string, Connection>()
+  /** Sockets that have not sent a message yet, with their deadline, oldest first. */
+  private readonly silent = new Map<Connection, number>()
+  private silentTimer: NodeJS.Timeout | undefined
+
+  constructor(
+    readonly kernel: Kernel,
+    readonly outbox: Outbox,
+    private readonly subscriptions: Subscriptions,
+  ) {}
+
+  /** Open sockets. */
+  get size(): number {
+    return this.open.size
+  }
+
+  /** Every open socket. */
+  values(): IterableIterator<Connection> {
+    return this.open.values()
+  }
+
+  /** The open socket `id`, if any. */
+  get(id: string): Connection | undefined {
+    return this.open.get(id)
+  }
+
+  /** Takes a new socket: welcomes it and starts its first-message deadline. */
+  opened(socket: HubSocket, req: IncomingMessage): SocketEvents {
+    const link = new Link(this, socket, upgradeRequestOf(req))
+    this.open.set(link.id, link)
+    this.expectFirstMessage(link)
+    const { intervalMs, timeoutMs } = this.kernel.options.heartbeat
+    socket.send(welcomeFrame(link.id, intervalMs, timeoutMs))
+    this.kernel.emit('connect', { id: link.id, remoteAddress: link.request.remoteAddress })
+    return link
+  }
+
+  /** Closes every socket for which `predicate` returns true; returns how many. */
+  disconnect(
+    predicate: (connection: { readonly id: string; readonly request: UpgradeRequest }) => boolean,
+    code: number,
+  ): number {
+    let closed = 0
+    for (const connection of [...this.open.values()]) {
+      if (connection.closed || !predicate({ id: connection.id, request: connection.request })) continue
+      this.outbox.close(connection, code, 'disconnected by the app')
+      closed++
+    }
+    return closed
+  }
+
+  /** Closes every socket with `code` and stops the deadline timer. */
+  closeAll(code: number): void {
+    clearTimeout(this.silentTimer)
+    this.silent.clear()
+    const reason = code === CloseCode.ServiceRestart ? 'server restart' : 'server shutdown'
+    for (const connection of [...this.open.values()]) {
+      for (const subscription of connection.subscriptions.values())
+        clearTimeout(subscription.group?.retryTimer)
+      this.outbox.close(connection, code, reason)
+    }
+  }
+
+  /**
+   * Closes `connection` with 4407 unless it sends a message within `limits.firstMessageMs`. Every
+   * deadline is the same span after its socket opened, so one timer serves all of them, set for the
+   * oldest.
+   */
+  private expectFirstMessage(connection: Connection): void {
+    const ms = this.kernel.options.limits.firstMessageMs
+    this.silent.set(connection, Date.now() + ms)
+    if (this.silentTimer) return
+    const expire = (): void => {
+      this.silentTimer = undefined
+      const now = Date.now()
+      for (const [waiting, deadline] of this.silent) {
+        if (deadline > now) {
+          this.silentTimer = setTimeout(expire, deadline - now).unref()
+          return
+        }
+        this.silent.delete(waiting)
+        this.outbox.close(waiting, CloseCode.FirstMessageTimeout, 'no message')
+      }
+    }
+    this.kernel.inScope(() => {
+      this.silentTimer = setTimeout(expire, ms).unref()
+    })
+  }
+
+  /** @internal A message from the socket of `connection`. */
+  received(connection: Connection, data: Buffer, isBinary: boolean): void {
+    if (connection.closed) return
+    if (!connection.spoke) {
+      connection.spoke = true
+      this.silent.delete(connection)
+    }
+    connection.awaitingPong = false
+    if (!this.takeToken(connection)) {
+      this.outbox.close(connection, CloseCode.TooManyMessages, 'too many messages')
+      return
+    }
+    const parsed = parseClientMessage(isBinary ? data : data.toString('utf8'))
+    if (!parsed.ok) {
+      connection.socket.send(errorFrame('bad_message', parsed.reason))
+      this.outbox.close(connection, CloseCode.BadMessage, 'bad message')
+      return
+    }
+    const message = parsed.message
+    switch (message.type) {
+      case 'subscribe':
+        this.subscriptions.subscribe(connection, message.path, message.version)
+        return
+      case 'unsubscribe': {
+        const subscription = connection.subscriptions.get(message.path)
+        if (subscription) this.subscriptions.unsubscribe(subscription)
+        return
+      }
+      case 'auth':
+        // New credentials re-check every path the socket holds: that work is paid for in rate-limit
+        // tokens, one per subscription, so a flood of `auth` messages is cut off, not served.
+        if (!this.takeToken(connection, connection.subscriptions.size)) {
+          this.outbox.close(connection, CloseCode.TooManyMessages, 'too many messages')
+          return
+        }
+        this.subscriptions.reauthenticate(connection, withToken(connection.request, message.token))
+        return
+      case 'pong':
+        return
+    }
+  }
+
+  /** @internal A WebSocket ping frame: counted like a message; answered (true) unless over the rate. */
+  pinged(connection: Connection): boolean {
+    if (this.takeToken(connection)) return true
+    this.outbox.close(connection, CloseCode.TooManyMessages, 'too many pings')
+    return false
+  }
+
+  /** @internal The socket of `connection` closed: everything it held is released. */
+  dropped(connection: Connection, code: number): void {
+    if (!this.open.delete(connection.id)) return
+    connection.closed = true
+    this.silent.delete(connection)
+    this.outbox.forgetAll(connection)
+    for (const subscription of [...connection.subscriptions.values()])
+      this.kernel.registry.remove(subscription)
+    this.kernel.emit('disconnect', { id: connection.id, code })
+  }
+
+  /** A token bucket per socket: `messagesPerSecond` on average, bursts up to `messageBurst`. */
+  private takeToken(connection: Connection, cost = 1): boolean {
+    const { messagesPerSecond, messageBurst } = this.kernel.options.limits
+    const now = Date.now()
+    connection.tokens = Math.min(
+      messageBurst,
+      connection.tokens + ((now - connection.tokensAt) * messagesPerSecond) / 1000,
+    )
+    connection.tokensAt = now
+    if (connection.tokens < cost) return false
+    connection.tokens -= cost
+    return true
+  }
+}

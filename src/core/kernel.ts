@@ -1,0 +1,77 @@
+/**
+ * What every part of a hub shares: its options, the subscription registry, the replay queue, the
+ * async scope replays and timers run in, the event sink and the replay itself. Each part
+ * (`connections`, `subscriptions`, `changes`, `pushes`, `fanout`, `outbox`, `heartbeat`) gets this
+ * and the parts it calls, and owns its own state.
+ */
+import { AsyncResource } from 'node:async_hooks'
+import type { HubEvents } from './types'
+import type { ResolvedOptions } from './options'
+import { Registry } from './registry'
+import { failedReplay, replayGet, type Dispatch, type ReplayContext, type ReplayResult } from './replay'
+import { FairQueue } from './scheduler'
+
+/** Emits a hub event; a listener that throws is logged, never rethrown. */
+export type Emit = <K extends keyof HubEvents>(event: K, ...args: HubEvents[K]) => void
+
+/** See the module comment. */
+export class Kernel {
+  readonly registry = new Registry()
+  readonly queue: FairQueue
+  /** The async context the hub was created in; replays and timers run in it, not in a request's. */
+  readonly scope = new AsyncResource('listenjs.hub')
+  /** Where replays go: the request handler of the first attached server. */
+  dispatch: Dispatch | undefined
+  /** Set once `close()` was called. */
+  closing = false
+  /** Replays completed since the hub started. */
+  replays = 0
+  /** Numbers every replay in the order replays start (see `Subscription.seq`). */
+  private seq = 0
+
+  constructor(
+    readonly options: ResolvedOptions,
+    readonly emit: Emit,
+  ) {
+    this.queue = new FairQueue(
+      options.replayConcurrency,
+      options.limits.replaysInFlightPerConnection,
+      (job) => this.scope.runInAsyncScope(job),
+    )
+  }
+
+  /** The next replay's start number. */
+  nextSeq(): number {
+    return ++this.seq
+  }
+
+  /**
+   * Whether other replays are running or waiting: their frames may reach the same sockets in this
+   * turn, so a socket's frames are held to leave together. Otherwise each is written at once, and
+   * the kernel starts sending while the fan-out goes on. `inQueue`: the caller is itself a replay.
+   */
+  moreFramesComing(inQueue: boolean): boolean {
+    return this.queue.inFlight + this.queue.size > (inQueue ? 1 : 0)
+  }
+
+  /** Replays `GET path` with `context` through the attached server; never rejects. */
+  async replay(context: ReplayContext, path: string): Promise<ReplayResult> {
+    const { dispatch, options } = this
+    if (!dispatch) {
+      options.logger.error({ path }, 'listenjs: cannot replay before attach(server)')
+      return failedReplay(503, 'error')
+    }
+    const result = await replayGet(dispatch, context, path, {
+      timeoutMs: options.replayTimeoutMs,
+      maxBodyBytes: options.maxBodyBytes,
+    })
+    this.replays++
+    if (result.failure) options.logger.warn({ path, failure: result.failure }, 'listenjs: replay failed')
+    return result
+  }
+
+  /** Runs `fn` in the hub's async scope (timers set there do not keep a request's context). */
+  inScope<T>(fn: () => T): T {
+    return this.scope.runInAsyncScope(fn)
+  }
+}

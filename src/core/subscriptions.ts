@@ -1,0 +1,215 @@
+/**
+ * Subscribing (SPEC §2.2): a path is checked (shape, the `paths` option, the per-socket bound), the
+ * `authorize` hook may refuse it, and its first state is a snapshot replay made with the
+ * subscriber's own request, shared only by subscribers with the very same request that arrive while
+ * it waits. The answer joins the subscription to its group, or refuses it. Re-authentication and
+ * unsubscribing live here too.
+ */
+import { dataFrame, errorFrame, subscribedFrame } from './frames'
+import type { Kernel } from './kernel'
+import { PUBLIC, type Authorize } from './options'
+import type { Outbox } from './outbox'
+import { checkPath, pathnameOf } from './paths'
+import type { ErrorCode } from './protocol'
+import { refusal, type Pushes } from './pushes'
+import type { Connection, Resource, SnapshotFlight, Subscription } from './registry'
+import { contextFromRequest, contextKey, type UpgradeRequest } from './replay'
+import { groupFor, groupKey } from './sharing'
+
+export class Subscriptions {
+  constructor(
+    private readonly kernel: Kernel,
+    private readonly outbox: Outbox,
+    private readonly pushes: Pushes,
+  ) {}
+
+  /** Subscribes `connection` to `path`; `heldVersion` is the state a reconnecting client holds. */
+  subscribe(connection: Connection, path: string, heldVersion: string | undefined): void {
+    if (connection.subscriptions.has(path)) return
+    const { limits } = this.kernel.options
+    const reason = checkPath(path, limits.pathLength)
+    if (reason !== undefined) return this.refuse(connection, 'bad_path', reason, path)
+    if (!this.pathAllowed(path, connection.request)) {
+      return this.refuse(connection, 'unauthorized', 'path not allowed', path, 403)
+    }
+    if (connection.subscriptions.size >= limits.subscriptionsPerSocket) {
+      return this.refuse(
+        connection,
+        'limit',
+        `at most ${limits.subscriptionsPerSocket} subscriptions per socket`,
+        path,
+      )
+    }
+    const { registry, options } = this.kernel
+    const subscription: Subscription = {
+      connection,
+      path,
+      resource: registry.resource(path),
+      identity: this.identityOf(connection, path),
+      group: undefined,
+      flight: undefined,
+      version: heldVersion,
+      seq: 0,
+    }
+    registry.add(subscription)
+    if (options.authorize) void this.authorizeThenJoin(subscription, options.authorize)
+    else this.joinSnapshot(subscription)
+  }
+
+  /** Ends a subscription (the client asked, or the app refused it), dropping what waited for it. */
+  unsubscribe(subscription: Subscription): void {
+    this.kernel.registry.remove(subscription)
+    this.outbox.forget(subscription.connection, subscription.path)
+    this.kernel.emit('unsubscribe', { id: subscription.connection.id, path: subscription.path })
+  }
+
+  /**
+   * New credentials: every path the socket holds is checked again with them (an unchanged one
+   * answers `subscribed`). Its subscriptions leave their groups and snapshot replays at once, in this
+   * turn, so that no replay made with the new credentials can serve a group the old ones joined,
+   * and no replay made with the old ones reaches it; replays nobody waits for any more are dropped.
+   */
+  reauthenticate(connection: Connection, request: UpgradeRequest): void {
+    connection.request = request
+    connection.context = contextFromRequest(request)
+    connection.contextKey = contextKey(connection.context)
+    const held = [...connection.subscriptions.values()]
+    for (const subscription of held) this.kernel.registry.remove(subscription)
+    for (const subscription of held) this.subscribe(connection, subscription.path, subscription.version)
+  }
+
+  /** Sends an error about `path` to one socket; the socket stays open. */
+  private refuse(
+    connection: Connection,
+    code: ErrorCode,
+    message: string,
+    path: string,
+    status?: number,
+  ): void {
+    this.outbox.send(connection, path, errorFrame(code, message, path, status))
+  }
+
+  /** Whether the `paths` option lets anyone subscribe to `path` (SPEC §5: replays bypass a proxy's rules). */
+  private pathAllowed(path: string, request: UpgradeRequest): boolean {
+    const { paths, logger } = this.kernel.options
+    if (paths === undefined) return true
+    if (typeof paths === 'function') {
+      try {
+        return paths(path, request) === true
+      } catch (error) {
+        logger.error({ err: error, path }, 'listenjs: paths threw; refusing the subscription')
+        return false
+      }
+    }
+    const pathname = pathnameOf(path)
+    return paths.some(
+      (prefix) =>
+        pathname === prefix ||
+        (pathname.startsWith(prefix) && (prefix.endsWith('/') || pathname.charCodeAt(prefix.length) === 47)),
+    )
+  }
+
+  /** The key of the group a subscription of `connection` to `path` belongs in (see `sharing.ts`). */
+  private identityOf(connection: Connection, path: string): string {
+    const { identify, logger } = this.kernel.options
+    if (identify) {
+      try {
+        const chosen = identify(connection.request, path)
+        if (chosen === PUBLIC) return groupKey.public(connection.publicKey)
+        if (typeof chosen === 'string') return groupKey.identified(connection.publicKey, chosen)
+      } catch (error) {
+        logger.error({ err: error, path }, 'listenjs: identify threw; using the default identity')
+      }
+    }
+    return groupKey.own(connection.contextKey)
+  }
+
+  /** Runs the `authorize` hook, then the snapshot replay, or refuses with 403 and no replay at all. */
+  private async authorizeThenJoin(subscription: Subscription, authorize: Authorize): Promise<void> {
+    const { connection, path, resource } = subscription
+    let allowed = false
+    try {
+      allowed = (await this.kernel.inScope(() => authorize(path, connection.request))) === true
+    } catch (error) {
+      this.kernel.options.logger.error(
+        { err: error, path },
+        'listenjs: authorize threw; refusing the subscription',
+      )
+    }
+    // Unsubscribed, disconnected or re-authenticated meanwhile.
+    if (!resource.pending.has(subscription)) return
+    if (allowed) return this.joinSnapshot(subscription)
+    this.kernel.registry.remove(subscription)
+    this.refuse(connection, 'unauthorized', 'not authorized', path, 403)
+  }
+
+  /**
+   * Queues a snapshot replay for a new subscription, or joins one already waiting for the same
+   * replay context (a reconnect storm costs one replay per context, not one per socket). The
+   * snapshot is always made with the subscriber's own request, and charged to its connection.
+   */
+  private joinSnapshot(subscription: Subscription): void {
+    const { resource, connection } = subscription
+    const key = connection.contextKey
+    subscription.flight = resource.flights.get(key)
+    if (subscription.flight) {
+      subscription.flight.subscribers.add(subscription)
+      return
+    }
+    const flight: SnapshotFlight = {
+      key,
+      subscribers: new Set([subscription]),
+      context: connection.context,
+      stale: false,
+      ticket: undefined,
+    }
+    subscription.flight = flight
+    resource.flights.set(key, flight)
+    // The job may start at once; cancelling a started job does nothing.
+    flight.ticket = this.kernel.queue.push(connection, () => this.runSnapshot(resource, flight))
+  }
+
+  private async runSnapshot(resource: Resource, flight: SnapshotFlight): Promise<void> {
+    const { kernel } = this
+    const { registry, options } = kernel
+    flight.ticket = undefined
+    if (flight.subscribers.size === 0 || kernel.closing) {
+      if (resource.flights.get(flight.key) === flight) resource.flights.delete(flight.key)
+      return
+    }
+    const seq = kernel.nextSeq()
+    const result = await kernel.replay(flight.context, resource.path)
+    if (resource.flights.get(flight.key) === flight) resource.flights.delete(flight.key)
+    if (kernel.closing) return
+    const ok = result.status >= 200 && result.status <= 299
+    if (ok) registry.aliasAll(resource, result.aliases)
+    let frame: Buffer | undefined
+    const hold = kernel.moreFramesComing(true)
+    for (const subscription of flight.subscribers) {
+      if (!resource.pending.delete(subscription)) continue
+      subscription.flight = undefined
+      const { connection, path } = subscription
+      if (!ok) {
+        registry.remove(subscription)
+        const [code, message] = refusal(result.status, true)
+        this.refuse(connection, code, message, path, result.status)
+        continue
+      }
+      const group = groupFor(registry, subscription, result, options.trustProxy)
+      registry.join(subscription, group)
+      subscription.seq = seq
+      if (subscription.version === result.version) {
+        // A resubscription holding the current state: confirm it, send nothing again.
+        this.outbox.send(connection, path, subscribedFrame(path, result.version), hold)
+      } else {
+        subscription.version = result.version
+        frame ??= dataFrame(path, result.version, result.body, result.contentType, true)
+        this.outbox.send(connection, path, frame, hold)
+      }
+      kernel.emit('subscribe', { id: connection.id, path })
+      // A change reached the path while this replay was on: its answer may predate the change.
+      if (flight.stale) this.pushes.schedule(group, null)
+    }
+    registry.dropIfEmpty(resource)
+  }
+}
