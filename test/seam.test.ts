@@ -1,0 +1,193 @@
+/**
+ * The core's rules through its seam, deterministically: a fake socket handed over with
+ * `hub.opened()`, GET answers released by the test, and a fake clock where time matters. The
+ * real-socket suites keep their end-to-end role; these pin the rules themselves.
+ */
+import { CloseCode } from '../src/core/protocol'
+import { POLICY } from '../src/core/options'
+import { fakeHub, settle } from './helpers/fake'
+
+async function until(predicate: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !predicate(); i++) await settle(1)
+  if (!predicate()) throw new Error('condition not met')
+}
+
+describe('through the seam', () => {
+  it('welcomes a socket with its id and the heartbeat it will get', () => {
+    const { hub, connect } = fakeHub({ heartbeat: { intervalMs: 1000, timeoutMs: 500 } })
+    const socket = connect()
+    expect(socket.frames[0]).toMatchObject({
+      type: 'welcome',
+      heartbeat: { intervalMs: 1000, timeoutMs: 500 },
+    })
+    expect(hub.stats().connections).toBe(1)
+    socket.events.onClose(1000)
+    expect(hub.stats().connections).toBe(0)
+    void hub.close()
+  })
+
+  it('never sends a state older than one the subscriber already got', async () => {
+    const { hub, state, held, control, connect } = fakeHub()
+    state.set('/a', { n: 0 })
+    const socket = connect()
+    socket.message({ type: 'subscribe', path: '/a' })
+    await until(() => socket.of('data').length === 1)
+    // A change: its replay starts and is held.
+    control.hold = true
+    state.set('/a', { n: 1 })
+    hub.notify('/a')
+    await until(() => held.length === 1)
+    // Meanwhile an explicit payload, newer than that replay, reaches the subscriber.
+    hub.notify('/a', { n: 2 })
+    expect(socket.of('data').at(-1)).toMatchObject({ json: { n: 2 } })
+    // The older replay answers now: its state is never sent.
+    held.shift()!.release()
+    await settle()
+    expect(socket.of('data').map((f) => (f.json as { n: number }).n)).toEqual([0, 2])
+    await hub.close()
+  })
+
+  it('coalesces changes within a turn into one replay', async () => {
+    const { hub, state, connect } = fakeHub()
+    state.set('/a', { n: 0 })
+    const socket = connect()
+    socket.message({ type: 'subscribe', path: '/a' })
+    await until(() => socket.of('data').length === 1)
+    const before = hub.stats().replays
+    for (let n = 1; n <= 10; n++) {
+      state.set('/a', { n })
+      hub.notify('/a')
+    }
+    await until(() => socket.of('data').length === 2)
+    expect(hub.stats().replays - before).toBe(1)
+    expect(socket.of('data')[1]).toMatchObject({ json: { n: 10 } })
+    await hub.close()
+  })
+
+  it('parks a slow socket’s frames newest per path and sends them when it drains', async () => {
+    const { hub, state, connect } = fakeHub({ limits: { softPendingBytes: 100, hardPendingBytes: 10_000 } })
+    state.set('/a', { n: 0 })
+    state.set('/b', { n: 0 })
+    const socket = connect()
+    socket.message({ type: 'subscribe', path: '/a' })
+    socket.message({ type: 'subscribe', path: '/b' })
+    await until(() => socket.of('data').length === 2)
+    socket.buffered = 1000
+    for (const [path, n] of [
+      ['/a', 1],
+      ['/b', 1],
+      ['/a', 2],
+    ] as const) {
+      state.set(path, { n })
+      hub.notify(path)
+      await until(() => hub.stats().replaysInFlight + hub.stats().replaysQueued === 0)
+      await settle()
+    }
+    expect(socket.of('data')).toHaveLength(2)
+    expect(hub.stats().collapsed).toBe(1)
+    socket.buffered = 0
+    socket.events.onDrain()
+    expect(
+      socket
+        .of('data')
+        .slice(2)
+        .map((f) => [f.path, (f.json as { n: number }).n]),
+      // In the order their newest state was parked: a collapsed path moves behind the others.
+    ).toEqual([
+      ['/b', 1],
+      ['/a', 2],
+    ])
+    expect(hub.stats().pendingBytes).toBe(0)
+    await hub.close()
+  })
+
+  it('closes a socket past the hard limit with 4509 and terminates it after the grace period', async () => {
+    const { hub, state, connect } = fakeHub({ limits: { softPendingBytes: 10, hardPendingBytes: 100 } })
+    state.set('/a', { n: 0, padding: 'x'.repeat(200) })
+    const socket = connect()
+    socket.buffered = 50
+    jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] })
+    try {
+      socket.message({ type: 'subscribe', path: '/a' })
+      await until(() => socket.closedWith !== undefined)
+      expect(socket.closedWith).toEqual({ code: CloseCode.SlowConsumer, reason: 'too far behind' })
+      expect(hub.stats().slowClosed).toBe(1)
+      expect(socket.terminated).toBe(false)
+      jest.advanceTimersByTime(POLICY.slowCloseGraceMs)
+      expect(socket.terminated).toBe(true)
+    } finally {
+      jest.useRealTimers()
+      await hub.close()
+    }
+  })
+
+  it('refuses a subscription when the GET answers 404, keeping the socket', async () => {
+    const { hub, connect } = fakeHub()
+    const socket = connect()
+    socket.message({ type: 'subscribe', path: '/missing' })
+    await until(() => socket.of('error').length === 1)
+    expect(socket.of('error')[0]).toMatchObject({ code: 'not_found', status: 404, path: '/missing' })
+    expect(socket.closedWith).toBeUndefined()
+    expect(hub.stats().subscriptions).toBe(0)
+    await hub.close()
+  })
+})
+
+describe('with a fake clock', () => {
+  beforeEach(() => jest.useFakeTimers({ doNotFake: ['setImmediate', 'nextTick', 'queueMicrotask'] }))
+  afterEach(() => jest.useRealTimers())
+
+  it('pings every interval and terminates a socket that does not answer within the timeout', async () => {
+    const { hub, connect } = fakeHub({ heartbeat: { intervalMs: 1000, timeoutMs: 300 } })
+    const quiet = connect()
+    const lively = connect()
+    jest.advanceTimersByTime(1000)
+    expect(quiet.of('ping')).toHaveLength(1)
+    expect(lively.of('ping')).toHaveLength(1)
+    lively.message({ type: 'pong' })
+    jest.advanceTimersByTime(299)
+    expect(quiet.terminated).toBe(false)
+    jest.advanceTimersByTime(1)
+    expect(quiet.terminated).toBe(true)
+    expect(lively.terminated).toBe(false)
+    await hub.close()
+  })
+
+  it('closes a socket that sends nothing within firstMessageMs with 4407, and only that one', async () => {
+    const { hub, connect } = fakeHub({ limits: { firstMessageMs: 500 } })
+    const silent = connect()
+    jest.advanceTimersByTime(200)
+    const speaking = connect()
+    speaking.message({ type: 'pong' })
+    jest.advanceTimersByTime(299)
+    expect(silent.closedWith).toBeUndefined()
+    jest.advanceTimersByTime(1)
+    expect(silent.closedWith).toEqual({ code: CloseCode.FirstMessageTimeout, reason: 'no message' })
+    jest.advanceTimersByTime(10_000)
+    expect(speaking.closedWith).toBeUndefined()
+    await hub.close()
+  })
+
+  it('allows messageBurst messages at once, refills at messagesPerSecond, and closes with 4429 past it', async () => {
+    const { hub, connect } = fakeHub({ limits: { messagesPerSecond: 10, messageBurst: 5 } })
+    const socket = connect()
+    for (let i = 0; i < 5; i++) socket.message({ type: 'pong' })
+    expect(socket.closedWith).toBeUndefined()
+    jest.advanceTimersByTime(100) // one token back
+    socket.message({ type: 'pong' })
+    expect(socket.closedWith).toBeUndefined()
+    socket.message({ type: 'pong' })
+    expect(socket.closedWith).toEqual({ code: CloseCode.TooManyMessages, reason: 'too many messages' })
+    await hub.close()
+  })
+
+  it('answers a ping frame within the rate, and closes with 4429 past it', async () => {
+    const { hub, connect } = fakeHub({ limits: { messagesPerSecond: 1, messageBurst: 2 } })
+    const socket = connect()
+    expect(socket.events.onPing()).toBe(true)
+    expect(socket.events.onPing()).toBe(true)
+    expect(socket.events.onPing()).toBe(false)
+    expect(socket.closedWith?.code).toBe(CloseCode.TooManyMessages)
+    await hub.close()
+  })
+})
