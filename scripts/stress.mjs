@@ -20,5 +20,5 @@ for (let run = 1; run <= runs; run++) {
   console.log(`== stress run ${run}/${runs}: ${result.status === 0 ? 'passed' : 'FAILED'} in ${seconds} s`)
 }
 stop()
-console.log(`${runs - failed} passed, ${failed} failed`)
+console.log(`stress: ${runs - failed} of ${runs} runs passed`)
 process.exit(failed === 0 ? 0 : 1)

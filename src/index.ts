@@ -39,6 +39,7 @@ export type {
   BackplaneStatus,
   ChangeMessage,
   PayloadMessage,
+  PublishedMessage,
   ResyncMessage,
 } from './core/backplane'
 export { isReplayRequest as isReplay } from './core/replay'

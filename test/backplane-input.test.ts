@@ -221,7 +221,7 @@ describe('redisPublisher within the bounds', () => {
 
   it(`splits a change of more than ${MAX_CHANGE_PATHS} paths into messages hubs accept`, async () => {
     const { texts, redis } = capture()
-    const publisher = redisPublisher({ redis })
+    const publisher = redisPublisher({ publisher: redis })
     // 1,500 segments: 1,501 paths with the ancestors, 2.25 MB of them.
     const path = '/s'.repeat(1500)
     await publisher.notify(path)
@@ -237,7 +237,7 @@ describe('redisPublisher within the bounds', () => {
 
   it('rejects with `limit` what no hub would accept, and sends nothing', async () => {
     const { texts, redis } = capture()
-    const publisher = redisPublisher({ redis, maxMessageBytes: 1000 })
+    const publisher = redisPublisher({ publisher: redis, maxMessageBytes: 1000 })
     await expect(publisher.notify('/p', 'x'.repeat(1000))).rejects.toMatchObject({
       code: 'limit',
       path: '/p',

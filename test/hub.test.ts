@@ -193,9 +193,9 @@ describe('replay queue', () => {
 })
 
 describe('identity groups', () => {
-  it('identify(request) widens groups: one replay per user, not per session', async () => {
+  it('identify(path, request) widens groups: one replay per user, not per session', async () => {
     const app = await plain((_req, res) => json(res, 200, { n: 1 }), {
-      identify: (req) => /user=(\w+)/.exec(req.headers.cookie ?? '')?.[1],
+      identify: (_path, req) => /user=(\w+)/.exec(req.headers.cookie ?? '')?.[1],
     })
     for (const cookie of ['user=a; s=1', 'user=a; s=2', 'user=b; s=3']) {
       const client = await connect(app.wsUrl, { cookie })

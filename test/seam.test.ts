@@ -121,6 +121,24 @@ describe('through the seam', () => {
     }
   })
 
+  it('closes a socket whose message could not be handled with 1011, and logs it; others go on', async () => {
+    const errors: unknown[] = []
+    const logger = { debug() {}, info() {}, warn() {}, error: (o: unknown) => errors.push(o) }
+    const { hub, state, connect } = fakeHub({ logger })
+    state.set('/a', { n: 0 })
+    const broken = connect()
+    const healthy = connect()
+    broken.send = () => {
+      throw new Error('socket broke')
+    }
+    broken.message({ type: 'subscribe', path: 'no-slash' })
+    expect(broken.closedWith).toEqual({ code: CloseCode.InternalError, reason: 'internal error' })
+    expect(errors).toHaveLength(1)
+    healthy.message({ type: 'subscribe', path: '/a' })
+    await until(() => healthy.of('data').length === 1)
+    await hub.close()
+  })
+
   it('refuses a subscription when the GET answers 404, keeping the socket', async () => {
     const { hub, connect } = fakeHub()
     const socket = connect()

@@ -251,7 +251,7 @@ describe('authorize and disconnect', () => {
         seen.push([path, request.headers.authorization, request.url])
         return request.headers.authorization === 'Bearer good'
       },
-      identify: (request) => request.headers['x-team'] as string | undefined,
+      identify: (_path, request) => request.headers['x-team'] as string | undefined,
     })
     const client = await connect(server.wsUrl, { 'x-team': 'blue' })
     client.subscribe('/a')

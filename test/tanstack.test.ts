@@ -115,6 +115,19 @@ describe('liveQueries', () => {
     }
   })
 
+  it('invalidates a query whose resource is already missing when its subscription starts', async () => {
+    let calls = 0
+    // The query's own fetch saw the resource; by the time the subscription starts it is gone.
+    const observer = observe(['/things/vanished'], async () => (++calls === 1 ? { label: 'was here' } : null))
+    const unsubscribe = observer.subscribe(() => {})
+    try {
+      await eventually(() => calls === 2)
+      expect(observer.getCurrentResult().data).toBeNull()
+    } finally {
+      unsubscribe()
+    }
+  })
+
   it('with a pathOf option, any key can name a path; the returned function stops everything', async () => {
     stop()
     stop = liveQueries(queryClient, client, {

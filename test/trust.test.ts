@@ -146,7 +146,7 @@ describe.each(FRAMEWORKS)('%s', (framework) => {
     it('leave the group at once: a token sent in the same turn as a write never reaches a group peer', async () => {
       // Anonymous sockets share one group: the app says so.
       app = await startFixture(framework, {
-        hub: { identify: (request) => (request.headers.authorization ? undefined : 'anonymous') },
+        hub: { identify: (_path, request) => (request.headers.authorization ? undefined : 'anonymous') },
       })
       for (let trial = 0; trial < 10; trial++) {
         const switcher = await client()

@@ -6,6 +6,16 @@ import { createHub } from '../node'
 import type { HubOptions } from '../core/options'
 import { isReplayRequest } from '../core/replay'
 
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace -- Express types its locals this way
+  namespace Express {
+    interface Locals {
+      /** listenjs options of this request: `{ notify?, changes?, public? }`, read when the response ends. */
+      listenjs?: RouteOptions
+    }
+  }
+}
+
 /** The Express middleware returned by {@link listenjs}, with its hub. */
 export interface ExpressListenjs extends RequestHandler {
   /** The hub: `notify`, `stats`, events, `close`. */
@@ -29,7 +39,7 @@ export function listenjs(options: HubOptions = {}): ExpressListenjs {
       req,
       res,
       req.originalUrl ?? req.url,
-      () => res.locals.listenjs as RouteOptions | undefined,
+      () => res.locals.listenjs,
       () => routeOf(req),
     )
     next()

@@ -1,10 +1,17 @@
 import type { IncomingMessage } from 'node:http'
-import type { Context, Middleware } from 'koa'
+import type { Context, DefaultState, Middleware } from 'koa'
 import type { Hub } from '../core/hub'
 import type { AttachableServer, RouteMatch, RouteOptions } from '../core/types'
 import { createHub } from '../node'
 import type { HubOptions } from '../core/options'
 import { isReplayRequest } from '../core/replay'
+
+declare module 'koa' {
+  interface DefaultState {
+    /** listenjs options of this request: `{ notify?, changes?, public? }`, read when the response ends. */
+    listenjs?: RouteOptions
+  }
+}
 
 /** What {@link listenjs} returns for Koa. */
 export interface KoaListenjs {
@@ -31,7 +38,7 @@ export function listenjs(options: HubOptions = {}): KoaListenjs {
       ctx.req,
       ctx.res,
       ctx.originalUrl,
-      () => (ctx.state as { listenjs?: RouteOptions }).listenjs,
+      () => (ctx.state as DefaultState).listenjs,
       () => routeOf(ctx),
     )
     return next()

@@ -3,7 +3,7 @@
  * What is subscribed lives in `subscriptions.ts`; this file only knows when the socket is ready for it.
  */
 import { ListenjsError } from '../core/errors'
-import { SUBPROTOCOL, parseServerMessage, retryPolicy } from '../core/protocol'
+import { CloseCode, SUBPROTOCOL, parseServerMessage, retryPolicy } from '../core/protocol'
 import type {
   ClientMessage,
   DataMessage,
@@ -230,7 +230,7 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
       const now = Date.now()
       const quiet = now - heard
       if (now - due > 1000) armSilence(GRACE_MS)
-      else if (quiet >= silenceMs) lost(4408, true)
+      else if (quiet >= silenceMs) lost(CloseCode.HeartbeatTimeout, true)
       else armSilence(silenceMs - quiet)
     }, delay)
   }

@@ -4,6 +4,7 @@
  * class as `WebSocket`); imports nothing from Node.
  */
 import { ListenjsError } from '../core/errors'
+import { DEFAULT_PATH } from '../core/protocol'
 import { createConnection, resolveReconnect } from './connection'
 import type { ReconnectOptions, Status, WebSocketConstructor } from './connection'
 import { createSubscriptions } from './subscriptions'
@@ -120,7 +121,7 @@ export interface Client {
 
 function pageEndpoint(): string | undefined {
   if (typeof location === 'undefined' || !location.host) return undefined
-  return (location.protocol === 'https:' ? 'wss' : 'ws') + '://' + location.host + '/listen'
+  return (location.protocol === 'https:' ? 'wss' : 'ws') + '://' + location.host + DEFAULT_PATH
 }
 
 /**

@@ -38,6 +38,9 @@ export interface ResyncMessage {
  */
 export const MAX_CHANGE_PATHS = 1024
 
+/** What a hub publishes: a change or a payload (a `resync` never travels). */
+export type PublishedMessage = ChangeMessage | PayloadMessage
+
 /** What travels on a backplane, and the `resync` signal a backplane gives its hub. */
 export type BackplaneMessage = ChangeMessage | PayloadMessage | ResyncMessage
 
@@ -47,7 +50,7 @@ export type BackplaneStatus = 'memory' | 'connecting' | 'connected' | 'disconnec
 /** The contract between a hub and a backplane. */
 export interface Backplane {
   /** Sends `message` to every hub on the backplane, this one included. Must not throw. */
-  publish(message: BackplaneMessage): void
+  publish(message: PublishedMessage): void
   /** Registers the hub's handler; returns the function that removes it. */
   subscribe(handler: (message: BackplaneMessage) => void): () => void
   /** Releases connections and timers; called by `hub.close()`. */

@@ -153,8 +153,23 @@ export class Connections {
     })
   }
 
-  /** @internal A message from the socket of `connection`. */
+  /**
+   * @internal A message from the socket of `connection`. Whatever goes wrong handling it stays in
+   * the hub: it is logged, and that socket is closed with 1011.
+   */
   received(connection: Connection, data: Buffer, isBinary: boolean): void {
+    try {
+      this.route(connection, data, isBinary)
+    } catch (error) {
+      this.kernel.options.logger.error(
+        { err: error, id: connection.id },
+        'listenjs: a message could not be handled',
+      )
+      this.outbox.close(connection, CloseCode.InternalError, 'internal error')
+    }
+  }
+
+  private route(connection: Connection, data: Buffer, isBinary: boolean): void {
     if (connection.closed) return
     if (!connection.spoke) {
       connection.spoke = true

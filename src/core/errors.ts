@@ -6,10 +6,9 @@ import type { ErrorCode } from './protocol'
  *   `bad_path`, `limit`, `bad_message`;
  * - `invalid_option`: a hub or client option is wrong (thrown at construction);
  * - `closed`: the client gave up on the connection (closed by the app, or a close code after which
- *   retrying cannot help);
- * - `not_attached`: the hub was asked to replay before `attach(server)` was called.
+ *   retrying cannot help), or the hub is closed (`attach` after `close`).
  */
-export type ListenjsErrorCode = ErrorCode | 'invalid_option' | 'closed' | 'not_attached'
+export type ListenjsErrorCode = ErrorCode | 'invalid_option' | 'closed'
 
 /** The one error class of listenjs, on the server and in the client. */
 export class ListenjsError extends Error {

@@ -1,5 +1,5 @@
-import type { IncomingMessage } from 'node:http'
 import { ListenjsError } from './errors'
+import { DEFAULT_PATH } from './protocol'
 import type { Backplane } from './backplane'
 import type { UpgradeRequest } from './replay'
 
@@ -26,10 +26,10 @@ export const PUBLIC: unique symbol = Symbol.for('listenjs.public')
  * - {@link PUBLIC}: one replay serves every subscriber of the path;
  * - `undefined`: the default identity (everything the replay forwards, see PROTOCOL.md).
  */
-export type Identify = (request: UpgradeRequest, path: string) => string | typeof PUBLIC | undefined
+export type Identify = (path: string, request: UpgradeRequest) => string | typeof PUBLIC | undefined
 
-/** Decides whether a browser page from `origin` may connect. */
-export type OriginCheck = (origin: string, request: IncomingMessage) => boolean
+/** Decides whether a browser page from `origin` may connect (`request`: the upgrade, as for `authorize`). */
+export type OriginCheck = (origin: string, request: UpgradeRequest) => boolean
 
 /**
  * Decides, before any replay, whether the socket of `request` may subscribe to `path`. Return (or
@@ -169,7 +169,7 @@ export const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error
 
 /** Every default, in one place. */
 export const DEFAULTS = {
-  path: '/listen',
+  path: DEFAULT_PATH,
   heartbeat: { intervalMs: 30_000, timeoutMs: 10_000 },
   limits: {
     messageBytes: 16_384,

@@ -9,6 +9,9 @@
 /** The WebSocket subprotocol both sides must agree on. */
 export const SUBPROTOCOL = 'listenjs.v1'
 
+/** Where the hub serves its WebSocket endpoint unless told otherwise, and where clients look for it. */
+export const DEFAULT_PATH = '/listen'
+
 /**
  * Close codes used by listenjs. 1000–1015 are the standard codes; 4xxx are listenjs's own.
  * {@link retryPolicy} says what a client does after each.
@@ -20,7 +23,7 @@ export const CloseCode = {
   GoingAway: 1001,
   /** An inbound message was larger than the server accepts (sent by `ws` itself). */
   MessageTooBig: 1009,
-  /** The server hit an unexpected error; reconnect with backoff. */
+  /** The server hit an unexpected error handling this socket's message (logged); reconnect with backoff. */
   InternalError: 1011,
   /** The server is restarting (`hub.close({ restart: true })`); reconnect at once, with jitter. */
   ServiceRestart: 1012,
@@ -35,7 +38,11 @@ export const CloseCode = {
   UnsupportedProtocol: 4406,
   /** The client sent nothing within `limits.firstMessageMs` of connecting. */
   FirstMessageTimeout: 4407,
-  /** The client did not answer a ping in time. */
+  /**
+   * Used by the client on its own socket: it heard nothing from the server for the announced
+   * `intervalMs + timeoutMs`. (A client that does not answer the server's pings is terminated by the
+   * server, with no close frame: the client sees 1006.)
+   */
   HeartbeatTimeout: 4408,
   /** The client sent messages faster than the server allows. */
   TooManyMessages: 4429,

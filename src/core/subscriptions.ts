@@ -114,7 +114,7 @@ export class Subscriptions {
     const { identify, logger } = this.kernel.options
     if (identify) {
       try {
-        const chosen = identify(connection.request, path)
+        const chosen = identify(path, connection.request)
         if (chosen === PUBLIC) return groupKey.public(connection.publicKey)
         if (typeof chosen === 'string') return groupKey.identified(connection.publicKey, chosen)
       } catch (error) {

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { OriginCheck, ResolvedOptions } from '../core/options'
+import { upgradeRequestOf } from '../core/replay'
 import { CloseCode, SUBPROTOCOL } from '../core/protocol'
 import type { HubSocket, Opened, SocketEvents, Transport } from '../core/socket'
 import { rawSocketOf, textFrame } from './ws-internals'
@@ -214,7 +215,7 @@ function originAllowed(
   if (origin === undefined) return true
   if (typeof allowed === 'function') {
     try {
-      return allowed(origin, req) === true
+      return allowed(origin, upgradeRequestOf(req)) === true
     } catch {
       return false
     }

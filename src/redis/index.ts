@@ -174,7 +174,7 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
     publish(message) {
       // Local first: this process never waits for Redis, and keeps working without it.
       deliver(message)
-      if (message.kind === 'resync' || closed) return
+      if (closed) return
       if (publisher.status !== 'ready') {
         counters.dropped++
         missedPublishes = true

@@ -11,8 +11,8 @@ import { channelOf, encode, MAX_PATH_LENGTH, maxMessageBytesOf } from './wire'
 export interface RedisPublisherOptions {
   /** `redis://host:port/db`. @default process.env.REDIS_URL ?? 'redis://127.0.0.1:6379' */
   url?: string
-  /** An ioredis client you own (not closed by `close()`). */
-  redis?: Redis
+  /** An ioredis client to publish with, yours (not closed by `close()`); named as in `redisBackplane`. */
+  publisher?: Redis
   /** The hubs' channel prefix. @default 'listenjs' */
   prefix?: string
   /** Whether a change to `/a/b` also changes `/a` and `/`, as in the hubs. @default true */
@@ -45,7 +45,8 @@ export interface RedisPublisher {
 export function redisPublisher(options: RedisPublisherOptions = {}): RedisPublisher {
   const channel = channelOf(options.prefix)
   const maxBytes = maxMessageBytesOf(options.maxMessageBytes)
-  const redis = options.redis ?? new Redis(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379')
+  const redis =
+    options.publisher ?? new Redis(options.url ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379')
   const from = randomUUID()
   const ancestors = options.notifyAncestors ?? true
   return {
@@ -63,7 +64,7 @@ export function redisPublisher(options: RedisPublisherOptions = {}): RedisPublis
       for (const text of encoded.texts) await redis.publish(channel, text)
     },
     async close() {
-      if (!options.redis) await quit(redis)
+      if (!options.publisher) await quit(redis)
     },
   }
 }

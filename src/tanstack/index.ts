@@ -35,7 +35,8 @@ interface Live {
  * listened to while it has observers (a mounted `useQuery`), and every state pushed is written with
  * `queryClient.setQueryData(queryKey, data)`. A push cancels a fetch of the same query still in
  * flight, whose older answer would otherwise overwrite it. A resource answering 404/410 after a
- * change (deleted) invalidates its query, so its own `queryFn` reports it.
+ * change (deleted), or found missing when the subscription starts, invalidates its query, so its own
+ * `queryFn` reports it.
  *
  * Pushes keep live queries fresh: give them `staleTime: Infinity` to skip refetches on mount and
  * window focus. The query function still makes the first fetch, as usual.
@@ -89,6 +90,11 @@ export function liveQueries(
           },
           {
             onGone: () => void queryClient.invalidateQueries({ queryKey: query.queryKey, exact: true }),
+            // Deleted between the query's fetch and the subscription's snapshot: the same news.
+            onError: (error) => {
+              if (error.code === 'not_found')
+                void queryClient.invalidateQueries({ queryKey: query.queryKey, exact: true })
+            },
           },
         ),
       }
