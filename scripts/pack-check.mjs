@@ -40,7 +40,7 @@ function step(name, cmd, cmdArgs, { cwd = tmp, expectFailure = false, verify } =
 if (!args.includes('--no-build')) step('build', 'npm', ['run', 'build'], { cwd: root })
 const packed = step('npm pack', 'npm', ['pack', '--json', '--pack-destination', tmp], { cwd: root })
 const [pack] = JSON.parse(packed)
-const docs = ['README.md', 'PROTOCOL.md', 'CHANGELOG.md', 'LICENSE', 'package.json']
+const docs = ['README.md', 'PROTOCOL.md', 'CHANGELOG.md', 'ARCHITECTURE.md', 'LICENSE', 'package.json']
 const strays = pack.files.map((f) => f.path).filter((p) => !p.startsWith('dist/') && !docs.includes(p))
 if (strays.length) fail('tarball contents', `files outside dist/ and the docs:\n${strays.join('\n')}`)
 const size = `${pack.entryCount} files, ${pack.size} B packed, ${pack.unpackedSize} B unpacked`
