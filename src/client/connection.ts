@@ -127,7 +127,7 @@ export interface ConnectionEvents {
 }
 
 /** One client's socket over time. */
-export interface Connection {
+export interface ClientConnection {
   /** Opens a socket unless one is open or coming; status `closed` → `connecting`. */
   open(): void
   /** Sends `message` when a socket is open and authenticated; otherwise drops it (`ready` resends). */
@@ -177,8 +177,8 @@ const page: Document | undefined = typeof document === 'undefined' ? undefined :
 const on = (listen: boolean, event: string, fn: () => void, target: EventTarget | undefined): void =>
   target?.[listen ? 'addEventListener' : 'removeEventListener'](event, fn)
 
-/** Creates a connection that opens on {@link Connection.open}; nothing happens before. */
-export function createConnection(config: ConnectionConfig, events: ConnectionEvents): Connection {
+/** Creates a connection that opens on {@link ClientConnection.open}; nothing happens before. */
+export function createConnection(config: ConnectionConfig, events: ConnectionEvents): ClientConnection {
   const statusListeners = new Set<(status: Status) => void>()
   let current: Status = 'closed'
   let socket: WebSocketLike | undefined
@@ -326,7 +326,7 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
     retryTimer = setTimeout(connect, delay)
   }
 
-  const api: Connection = {
+  const api: ClientConnection = {
     open() {
       if (current !== 'closed') return
       again = false
