@@ -51,10 +51,11 @@ if (missing.length) console.log(`# note: the tarball has no ${missing.join(', ')
 // 2. An empty consumer project with the tarball, the peer frameworks and their types.
 write('package.json', JSON.stringify({ name: 'listenjs-consumer', version: '0.0.0', private: true }))
 step('npm install', 'npm', [
-  ...['install', '--no-audit', '--no-fund', '--prefer-offline', join(tmp, pack.filename)],
+  // --engine-strict: on a supported Node, nothing in the tree may ask for another one.
+  ...['install', '--engine-strict', '--no-audit', '--no-fund', '--prefer-offline', join(tmp, pack.filename)],
   ...['fastify@5', 'express@5', 'koa@3', '@koa/router@15', 'ws', 'typescript@~5.9', 'react@19'],
   '@tanstack/query-core@5',
-  ...['@types/node@20', '@types/express@5', '@types/koa', '@types/ws', '@types/react@19'],
+  ...['@types/node@22', '@types/express@5', '@types/koa', '@types/ws', '@types/react@19'],
 ])
 
 // 3a. Every subpath loads through require() and through import, with its key exports.

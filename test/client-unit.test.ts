@@ -733,9 +733,17 @@ describe('options', () => {
   })
 
   test('needs a WebSocket class when there is no global one', () => {
-    expect(() => createClient({ url: 'ws://x/listen' })).toThrow(
-      expect.objectContaining({ code: 'invalid_option' }),
-    )
+    // Node 22 and later have a global WebSocket: take it away for this test.
+    const global = globalThis as { WebSocket?: unknown }
+    const saved = global.WebSocket
+    delete global.WebSocket
+    try {
+      expect(() => createClient({ url: 'ws://x/listen' })).toThrow(
+        expect.objectContaining({ code: 'invalid_option' }),
+      )
+    } finally {
+      if (saved !== undefined) global.WebSocket = saved
+    }
   })
 
   test('refuses a url that is not ws(s) or http(s)', () => {
