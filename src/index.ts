@@ -17,6 +17,7 @@ export type {
 } from './core/types'
 export type { HubSocket, Opened, SocketEvents, Transport, TransportFactory } from './core/socket'
 export { DEFAULTS, POLICY, PUBLIC, silentLogger } from './core/options'
+export type { TrustProxy } from './core/proxy'
 export type {
   Authorize,
   HeartbeatOptions,

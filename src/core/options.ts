@@ -1,5 +1,6 @@
 import { ListenjsError } from './errors'
 import { DEFAULT_PATH } from './protocol'
+import { resolveTrustProxy, type ResolvedTrustProxy, type TrustProxy } from './proxy'
 import type { Backplane } from './backplane'
 import type { UpgradeRequest } from './replay'
 
@@ -72,7 +73,12 @@ export interface Limits {
    * most this many of the `replayConcurrency` slots. @default 4
    */
   replaysInFlightPerConnection: number
-  /** Open sockets per remote address; more are refused at the upgrade with HTTP 429. @default 256 */
+  /**
+   * Open sockets per client address; more are refused at the upgrade with HTTP 429. The address is
+   * the TCP peer's, or behind a trusted proxy (`trustProxy`) the forwarded client's. The default
+   * lets 10,000 sockets arrive through one reverse proxy that is not declared trusted; with
+   * `trustProxy` set, lower it (a few hundred still serves an office behind one NAT). @default 10000
+   */
   connectionsPerAddress: number
   /**
    * Unsent bytes after which a socket counts as slow: what is pending for it collapses to the newest
@@ -120,13 +126,17 @@ export interface HubOptions {
    */
   paths?: PathRule
   /**
-   * Whether the app runs behind a proxy it trusts: the default origin check then takes the scheme
+   * Which proxies in front of the app are trusted (as Express's `trust proxy`): `true` (the
+   * immediate peer, one hop), a number of hops, or the proxies' addresses. Behind a trusted proxy,
+   * `limits.connectionsPerAddress` counts the client's forwarded address (`X-Forwarded-For`, read
+   * from the right past the trusted hops, so a client cannot escape by sending its own), and the
+   * default origin check takes the scheme
    * from `X-Forwarded-Proto` (and the host from `X-Forwarded-Host`) instead of the connection. Set
    * it when the framework trusts its proxy (Fastify `trustProxy`, Express `trust proxy`, Koa
    * `app.proxy`): listenjs cannot read those settings at the upgrade.
    * @default false
    */
-  trustProxy?: boolean
+  trustProxy?: TrustProxy
   /** A replay slower than this counts as a 5xx (retried with backoff). @default 10000 */
   replayTimeoutMs?: number
   /** A replay body larger than this counts as a 5xx. @default 1048576 (1 MiB) */
@@ -153,7 +163,7 @@ export interface ResolvedOptions {
   identify: Identify | undefined
   authorize: Authorize | undefined
   paths: PathRule | undefined
-  trustProxy: boolean
+  trustProxy: ResolvedTrustProxy
   replayTimeoutMs: number
   maxBodyBytes: number
   replayConcurrency: number
@@ -179,7 +189,7 @@ export const DEFAULTS = {
     messageBurst: 600,
     firstMessageMs: 10_000,
     replaysInFlightPerConnection: 4,
-    connectionsPerAddress: 256,
+    connectionsPerAddress: 10_000,
     softPendingBytes: 524_288,
     hardPendingBytes: 4_194_304,
   },
@@ -256,8 +266,14 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
   ) {
     throw invalid('paths', 'an array of path prefixes starting with / or a function', paths)
   }
-  if (options.trustProxy !== undefined && typeof options.trustProxy !== 'boolean') {
-    throw invalid('trustProxy', 'a boolean', options.trustProxy)
+  const trust = options.trustProxy
+  if (
+    trust !== undefined &&
+    typeof trust !== 'boolean' &&
+    !(typeof trust === 'number' && Number.isInteger(trust) && trust >= 0) &&
+    !(Array.isArray(trust) && trust.every((a) => typeof a === 'string' && a !== ''))
+  ) {
+    throw invalid('trustProxy', 'a boolean, a number of hops ≥ 0 or a list of proxy addresses', trust)
   }
   if (options.notifyAncestors !== undefined && typeof options.notifyAncestors !== 'boolean') {
     throw invalid('notifyAncestors', 'a boolean', options.notifyAncestors)
@@ -303,7 +319,7 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
     identify: options.identify,
     authorize: options.authorize,
     paths,
-    trustProxy: options.trustProxy ?? false,
+    trustProxy: resolveTrustProxy(trust),
     replayTimeoutMs: count('replayTimeoutMs', options.replayTimeoutMs, DEFAULTS.replayTimeoutMs, 1),
     maxBodyBytes: count('maxBodyBytes', options.maxBodyBytes, DEFAULTS.maxBodyBytes, 1),
     replayConcurrency: count('replayConcurrency', options.replayConcurrency, DEFAULTS.replayConcurrency, 1),

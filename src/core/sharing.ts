@@ -14,6 +14,7 @@
  *   the others see. A `route` group's answer is shared only if that very replay still says public.
  */
 import { createHash } from 'node:crypto'
+import { trustsPeer, type ResolvedTrustProxy } from './proxy'
 import type { Group, Registry, Subscription } from './registry'
 import type { ReplayContext, ReplayResult, UpgradeRequest } from './replay'
 
@@ -30,11 +31,11 @@ const NO_ADDRESS = '0.0.0.0'
  * The part of a request that may change a public body: Host, scheme, and (behind a trusted proxy)
  * the forwarded host and scheme.
  */
-function publicHeaders(request: UpgradeRequest, trustProxy: boolean): Record<string, string> {
+function publicHeaders(request: UpgradeRequest, trustProxy: ResolvedTrustProxy): Record<string, string> {
   const headers: Record<string, string> = {}
   const host = request.headers.host
   if (typeof host === 'string') headers.host = host
-  if (trustProxy) {
+  if (trustsPeer(request.remoteAddress, trustProxy)) {
     for (const name of ['x-forwarded-host', 'x-forwarded-proto']) {
       const value = request.headers[name]
       if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value
@@ -44,7 +45,7 @@ function publicHeaders(request: UpgradeRequest, trustProxy: boolean): Record<str
 }
 
 /** The request a public group is replayed with: Host and scheme only, no credentials, no address. */
-export function publicContext(request: UpgradeRequest, trustProxy: boolean): ReplayContext {
+export function publicContext(request: UpgradeRequest, trustProxy: ResolvedTrustProxy): ReplayContext {
   return {
     headers: publicHeaders(request, trustProxy),
     remoteAddress: NO_ADDRESS,
@@ -53,7 +54,7 @@ export function publicContext(request: UpgradeRequest, trustProxy: boolean): Rep
 }
 
 /** A key for {@link publicContext}: equal keys, equal public replays. */
-export function publicKey(request: UpgradeRequest, trustProxy: boolean): string {
+export function publicKey(request: UpgradeRequest, trustProxy: ResolvedTrustProxy): string {
   const headers = publicHeaders(request, trustProxy)
   return createHash('sha256')
     .update(
@@ -119,7 +120,7 @@ export function groupFor(
   registry: Registry,
   subscription: Subscription,
   result: ReplayResult,
-  trustProxy: boolean,
+  trustProxy: ResolvedTrustProxy,
 ): Group {
   const { connection, resource, identity } = subscription
   const key = result.public && kindOf(identity) !== 'public' ? groupKey.route(connection.publicKey) : identity

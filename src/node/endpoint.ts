@@ -3,6 +3,7 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { OriginCheck, ResolvedOptions } from '../core/options'
+import { clientAddress, trustsPeer, type ResolvedTrustProxy } from '../core/proxy'
 import { upgradeRequestOf } from '../core/replay'
 import { CloseCode, SUBPROTOCOL } from '../core/protocol'
 import type { HubSocket, Opened, SocketEvents, Transport } from '../core/socket'
@@ -176,7 +177,11 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
       // Replays carry the upgrade's Host; one is never invented (HTTP/1.1 requires it anyway).
       if (!req.headers.host) return refuse(socket, 400)
       if (!originAllowed(req, options.allowedOrigins, options.trustProxy)) return refuse(socket, 403)
-      const address = req.socket.remoteAddress ?? ''
+      const address = clientAddress(
+        req.socket.remoteAddress ?? '',
+        req.headers['x-forwarded-for'],
+        options.trustProxy,
+      )
       if ((perAddress.get(address) ?? 0) >= options.limits.connectionsPerAddress) return refuse(socket, 429)
       wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req, address))
     },
@@ -209,7 +214,7 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
 function originAllowed(
   req: IncomingMessage,
   allowed: readonly string[] | OriginCheck | undefined,
-  trustProxy: boolean,
+  trustProxy: ResolvedTrustProxy,
 ): boolean {
   const origin = req.headers.origin
   if (origin === undefined) return true
@@ -222,7 +227,7 @@ function originAllowed(
   }
   if (allowed !== undefined) return allowed.includes(origin)
   const forwarded = (name: string): string | undefined => {
-    const value = trustProxy ? req.headers[name] : undefined
+    const value = trustsPeer(req.socket.remoteAddress ?? '', trustProxy) ? req.headers[name] : undefined
     const first = (Array.isArray(value) ? value[0] : value)?.split(',')[0]?.trim()
     return first === '' ? undefined : first
   }
