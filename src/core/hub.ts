@@ -49,6 +49,9 @@ export class Hub {
     (req: IncomingMessage, socket: Duplex, head: Buffer) => void
   >()
   private closing: Promise<void> | undefined
+  /** Reports successful writes that never passed `track` (see `Tracking.watch`). */
+  private readonly watchRequest = (req: IncomingMessage, res: ServerResponse): void =>
+    this.tracking.watch(req, res)
 
   /**
    * @param options - see {@link HubOptions}; every field has a default
@@ -88,6 +91,7 @@ export class Hub {
     }
     this.attached.set(server, onUpgrade)
     if (transport) server.on('upgrade', onUpgrade)
+    server.on('request', this.watchRequest)
     this.kernel.dispatch ??= dispatcherFor(server as Server)
     this.heartbeat.start()
     return server
@@ -211,7 +215,10 @@ export class Hub {
     this.heartbeat.stop()
     this.changes.stop()
     this.kernel.queue.clear()
-    for (const [server, onUpgrade] of this.attached) server.off('upgrade', onUpgrade)
+    for (const [server, onUpgrade] of this.attached) {
+      server.off('upgrade', onUpgrade)
+      server.off('request', this.watchRequest)
+    }
     this.attached.clear()
     this.connections.closeAll(code)
     await this.transport?.close(POLICY.closeGraceMs)

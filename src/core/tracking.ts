@@ -17,16 +17,44 @@ import type { RouteMatch, RouteOptions } from './types'
 const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 /** The most routes warned about once for an unkeyable change path (the set stays bounded). */
 const MAX_WARNED_ROUTES = 1000
+/** The most writes warned about for never passing the middleware (then one last warning). */
+const MAX_UNTRACKED_WARNINGS = 20
 
 export class Tracking {
   private readonly tracked = new WeakSet<IncomingMessage>()
   /** Routes already warned about for a change path that could not be keyed. */
   private readonly warnedRoutes = new Set<string>()
+  /** Writes already warned about for never passing the middleware. */
+  private readonly untracked = new Set<string>()
 
   constructor(
     private readonly kernel: Kernel,
     private readonly changes: Changes,
   ) {}
+
+  /**
+   * Called for every request the attached server receives: a successful write that never passed
+   * `track` (the Express or Koa middleware mounted after the routes, or not at all) changes nothing
+   * for any subscriber, so it is reported with `process.emitWarning` (code
+   * `LISTENJS_UNTRACKED_WRITE`), once per method and path, at most 20 times.
+   */
+  watch(req: IncomingMessage, res: ServerResponse): void {
+    if (!MUTATIONS.has(req.method ?? '') || this.untracked.size > MAX_UNTRACKED_WARNINGS) return
+    res.once('finish', () => {
+      if (this.tracked.has(req) || res.statusCode < 200 || res.statusCode > 299) return
+      const write = `${req.method} ${pathnameOf(requestTargetPath(req.url ?? '/')).slice(0, 200)}`
+      if (this.untracked.has(write) || this.untracked.size > MAX_UNTRACKED_WARNINGS) return
+      this.untracked.add(write)
+      const last =
+        this.untracked.size > MAX_UNTRACKED_WARNINGS ? ' (further such warnings are not shown)' : ''
+      process.emitWarning(
+        `listenjs: ${write} answered ${res.statusCode} without passing the listenjs middleware, so no ` +
+          'subscriber was told. Mount it before your routes: Express app.use(live), Koa ' +
+          `app.use(live.middleware), or call hub.track(req, res, …) for each request.${last}`,
+        { code: 'LISTENJS_UNTRACKED_WRITE' },
+      )
+    })
+  }
 
   /**
    * Watches one HTTP request: when a POST, PUT, PATCH or DELETE on it ends with a 2xx status (on
