@@ -107,3 +107,60 @@ it('says nothing when the middleware is mounted first', async () => {
     await server.close()
   }
 })
+
+describe('a client pointed at the wrong place', () => {
+  it('says so once on the console with the URL and HTTP status, and to code, while it keeps retrying', async () => {
+    const { createClient } = await import('../src/client')
+    const WebSocket = (await import('ws')).default
+    // A server with no hub: it answers every request, upgrades included, with 404.
+    let attempts = 0
+    const server = await serve(
+      (_req, res) => {
+        attempts++
+        res.statusCode = 404
+        res.end()
+      },
+      () => undefined,
+    )
+    const warn = jest.spyOn(console, 'warn').mockImplementation(() => {})
+    const url = `${server.url.replace('http', 'ws')}/listen`
+    const client = createClient({ url, WebSocket, reconnect: { initialDelayMs: 5, maxDelayMs: 20 } })
+    const seen: Array<[string, string | undefined, number | undefined]> = []
+    client.onStatus((status, error) => seen.push([status, error?.code, error?.status]))
+    try {
+      client.listen('/items', () => {})
+      // It keeps retrying, and says why only once.
+      await until(() => attempts >= 3, 10_000)
+      expect(seen).toContainEqual(['reconnecting', 'endpoint_not_found', 404])
+      expect(client.error()).toMatchObject({ code: 'endpoint_not_found', status: 404 })
+      expect(warn).toHaveBeenCalledTimes(1)
+      expect(String(warn.mock.calls[0]?.[0])).toContain(`cannot open ${url} (HTTP 404)`)
+    } finally {
+      client.close()
+      warn.mockRestore()
+      await server.close()
+    }
+  })
+
+  it('reports a port nobody listens on as endpoint_unreachable', async () => {
+    const { createClient } = await import('../src/client')
+    const WebSocket = (await import('ws')).default
+    const closed = await serve(
+      (_req, res) => res.end(),
+      () => undefined,
+    )
+    const url = `${closed.url.replace('http', 'ws')}/listen`
+    await closed.close()
+    const warn = jest.spyOn(console, 'warn').mockImplementation(() => {})
+    const client = createClient({ url, WebSocket, reconnect: { initialDelayMs: 5, maxDelayMs: 20 } })
+    try {
+      client.listen('/items', () => {})
+      await until(() => client.error() !== undefined, 10_000)
+      expect(client.error()).toMatchObject({ code: 'endpoint_unreachable', status: undefined })
+      expect(warn).toHaveBeenCalledTimes(1)
+    } finally {
+      client.close()
+      warn.mockRestore()
+    }
+  })
+})

@@ -4,6 +4,7 @@
  */
 import { ListenjsError } from '../core/errors'
 import { CloseCode, SUBPROTOCOL, parseServerMessage, retryPolicy } from '../core/protocol'
+import type { ReconnectOptions } from './reconnect'
 import type {
   ClientMessage,
   DataMessage,
@@ -48,61 +49,6 @@ export interface WebSocketLike {
 
 /** A constructor such as the browser's `WebSocket` or the `ws` package's default export. */
 export type WebSocketConstructor = new (url: string, protocols: string) => WebSocketLike
-
-/**
- * How the client reconnects after an unexpected close. Delays follow {@link retryPolicy}: `now` waits
- * a random time below `initialDelayMs`, `backoff` waits `min(maxDelayMs, initialDelayMs * factor ** attempt)`
- * (a random time below it with `jitter`), `slow` waits `maxDelayMs`. The attempt counter resets when the
- * server's `welcome` arrives.
- */
-export interface ReconnectOptions {
-  /** First backoff delay, and the bound of the random delay after a server restart. @default 1000 */
-  initialDelayMs?: number
-  /** Largest delay, also used after a close for abuse. @default 30000 */
-  maxDelayMs?: number
-  /** Growth of the delay per attempt; at least 1. @default 2 */
-  factor?: number
-  /** Full jitter: wait a random time below the computed delay. @default true */
-  jitter?: boolean
-  /** Reconnect attempts without a `welcome` before giving up. @default Infinity */
-  retries?: number
-}
-
-/** The reconnect defaults, used for each option left out. */
-export const reconnectDefaults: Readonly<Required<ReconnectOptions>> = {
-  initialDelayMs: 1000,
-  maxDelayMs: 30000,
-  factor: 2,
-  jitter: true,
-  retries: Infinity,
-}
-
-/**
- * Merges `options` over {@link reconnectDefaults}.
- * @throws ListenjsError `invalid_option` naming the option when a number is negative, not finite
- * (`retries` may be `Infinity`) or when `factor` is below 1.
- */
-export function resolveReconnect(options: ReconnectOptions = {}): Required<ReconnectOptions> {
-  const resolved = {
-    initialDelayMs: options.initialDelayMs ?? reconnectDefaults.initialDelayMs,
-    maxDelayMs: options.maxDelayMs ?? reconnectDefaults.maxDelayMs,
-    factor: options.factor ?? reconnectDefaults.factor,
-    jitter: options.jitter ?? reconnectDefaults.jitter,
-    retries: options.retries ?? reconnectDefaults.retries,
-  }
-  const numbers = [
-    ['initialDelayMs', resolved.initialDelayMs, 0],
-    ['maxDelayMs', resolved.maxDelayMs, 0],
-    ['factor', resolved.factor, 1],
-    ['retries', resolved.retries === Infinity ? 0 : resolved.retries, 0],
-  ] as const
-  for (const [name, value, min] of numbers) {
-    if (!(Number.isFinite(value) && value >= min)) {
-      throw new ListenjsError('invalid_option', `reconnect.${name} must be a finite number >= ${min}`)
-    }
-  }
-  return resolved
-}
 
 /** What a connection needs; see `ClientOptions` for the meaning of each field. */
 export interface ConnectionConfig {
@@ -149,8 +95,13 @@ export interface ClientConnection {
   status(): Status
   /** The id from the current socket's `welcome`; undefined while there is none. */
   id(): string | undefined
-  /** Calls `listener` on each status change until the returned function is called. */
-  onStatus(listener: (status: Status) => void): () => void
+  /** Why the last socket could not open (`endpoint_not_found`, `endpoint_unreachable`); cleared when one opens. */
+  error(): ListenjsError | undefined
+  /**
+   * Calls `listener` on each status change until the returned function is called; `error` is set
+   * while sockets cannot open (see `error()`).
+   */
+  onStatus(listener: (status: Status, error?: ListenjsError) => void): () => void
 }
 
 /**
@@ -179,7 +130,10 @@ const on = (listen: boolean, event: string, fn: () => void, target: EventTarget 
 
 /** Creates a connection that opens on {@link ClientConnection.open}; nothing happens before. */
 export function createConnection(config: ConnectionConfig, events: ConnectionEvents): ClientConnection {
-  const statusListeners = new Set<(status: Status) => void>()
+  const statusListeners = new Set<(status: Status, error?: ListenjsError) => void>()
+  // Why the last socket could not open (cleared when one opens), and whether that was said yet.
+  let failure: ListenjsError | undefined
+  let warned = false
   let current: Status = 'closed'
   let socket: WebSocketLike | undefined
   let ready = false
@@ -198,7 +152,7 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
   function setStatus(next: Status): void {
     if (next === current) return
     current = next
-    for (const listener of [...statusListeners]) callSafely(listener, next)
+    for (const listener of [...statusListeners]) callSafely(listener, next, failure)
   }
 
   function write(ws: WebSocketLike, message: ClientMessage): void {
@@ -264,8 +218,19 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
     silenceMs = 0
     offline = false
     const ws = (socket = new config.WebSocket(config.url, SUBPROTOCOL))
-    ws.onerror = noop
-    ws.onclose = (event) => lost(event.code)
+    let opened = false
+    let httpStatus: number | undefined
+    // Node's `ws` says why an upgrade was refused; browsers never do.
+    ws.onerror = (event) => {
+      const refused = /Unexpected server response: (\d{3})/.exec(
+        String((event as { message?: unknown })?.message),
+      )
+      if (refused) httpStatus = Number(refused[1])
+    }
+    ws.onclose = (event) => {
+      if (!opened) unreachable(httpStatus)
+      lost(event.code)
+    }
     ws.onmessage = (event) => {
       heard = Date.now()
       const parsed = parseServerMessage(event.data)
@@ -280,6 +245,9 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
       else events.message(message)
     }
     ws.onopen = async () => {
+      opened = true
+      failure = undefined
+      warned = false
       setStatus('open')
       const auth = config.auth
       try {
@@ -298,6 +266,20 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
       events.ready(again)
       again = true
     }
+  }
+
+  // The socket never opened: a wrong URL, a server without the hub attached, a refused upgrade. Said
+  // once (until a socket opens) on the console, and to code through `error()` and status listeners.
+  function unreachable(status: number | undefined): void {
+    failure = new ListenjsError(
+      status === 404 ? 'endpoint_not_found' : 'endpoint_unreachable',
+      `listenjs: cannot open ${config.url}${status ? ` (HTTP ${status})` : ''}`,
+      { status },
+    )
+    if (warned) return
+    warned = true
+    // eslint-disable-next-line no-console -- the one place a misconfiguration must show without code
+    console.warn(`${failure.message}: is the hub attached to that server, on that path? Retrying.`)
   }
 
   // The socket closed (or was closed by us with `code`) without the app asking for it.
@@ -354,9 +336,10 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
       if (ready) send({ type: 'auth', token: typeof auth === 'string' ? auth : await auth() })
     },
     status: () => current,
+    error: () => failure,
     id: () => id,
     onStatus(listener) {
-      const entry = (status: Status): void => listener(status)
+      const entry = (status: Status, error?: ListenjsError): void => listener(status, error)
       statusListeners.add(entry)
       return () => statusListeners.delete(entry)
     },

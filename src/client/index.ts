@@ -5,8 +5,9 @@
  */
 import { ListenjsError } from '../core/errors'
 import { DEFAULT_PATH } from '../core/protocol'
-import { createConnection, resolveReconnect } from './connection'
-import type { ReconnectOptions, Status, WebSocketConstructor } from './connection'
+import { createConnection } from './connection'
+import type { Status, WebSocketConstructor } from './connection'
+import { resolveReconnect, type ReconnectOptions } from './reconnect'
 import { createSubscriptions } from './subscriptions'
 import type { ListenOptions, Meta, ResyncInfo, Unlisten } from './subscriptions'
 
@@ -14,8 +15,9 @@ export { ListenjsError } from '../core/errors'
 export type { ListenjsErrorCode } from '../core/errors'
 export { CloseCode, SUBPROTOCOL } from '../core/protocol'
 export type { ErrorCode } from '../core/protocol'
-export { reconnectDefaults } from './connection'
-export type { ReconnectOptions, Status, WebSocketConstructor, WebSocketLike } from './connection'
+export { reconnectDefaults } from './reconnect'
+export type { ReconnectOptions } from './reconnect'
+export type { Status, WebSocketConstructor, WebSocketLike } from './connection'
 export type { ListenOptions, Meta, ResyncInfo, Unlisten } from './subscriptions'
 
 /** Options of {@link createClient}. */
@@ -75,8 +77,16 @@ export interface Client {
   listen<T = unknown>(path: string, onData: (data: T, meta: Meta) => void, options?: ListenOptions): Unlisten
   /** The connection's status; `closed` until the first `listen`. */
   status(): Status
-  /** Calls `listener` on each status change; returns the function that stops it. */
-  onStatus(listener: (status: Status) => void): () => void
+  /**
+   * Calls `listener` on each status change; returns the function that stops it. While sockets cannot
+   * open (wrong URL, no hub on that server, an upgrade refused), `error` says why: code
+   * `endpoint_not_found` (HTTP 404) or `endpoint_unreachable`, with the HTTP `status` where the
+   * platform shows it (Node). The client keeps retrying; the first failure is also logged once with
+   * `console.warn`, naming the URL.
+   */
+  onStatus(listener: (status: Status, error?: ListenjsError) => void): () => void
+  /** Why the last socket could not open; `undefined` once one opens (see `onStatus`). */
+  error(): ListenjsError | undefined
   /**
    * Whether the last reconnect recovered without a gap: false before any reconnect and until every
    * resubscribed path answered; then true when the server confirmed each version held (nothing changed
@@ -162,6 +172,7 @@ export function createClient(options: ClientOptions = {}): Client {
     },
     status: connection.status,
     onStatus: connection.onStatus,
+    error: connection.error,
     recovered: subscriptions.recovered,
     onResync: subscriptions.onResync,
     async reauthenticate() {

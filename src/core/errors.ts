@@ -6,9 +6,12 @@ import type { ErrorCode } from './protocol'
  *   `bad_path`, `limit`, `bad_message`;
  * - `invalid_option`: a hub or client option is wrong (thrown at construction);
  * - `closed`: the client gave up on the connection (closed by the app, or a close code after which
- *   retrying cannot help), or the hub is closed (`attach` after `close`).
+ *   retrying cannot help), or the hub is closed (`attach` after `close`);
+ * - `endpoint_not_found`, `endpoint_unreachable`: the client's socket could not open (HTTP 404 at the
+ *   endpoint URL; anything else), reported by `client.error()` and status listeners while it retries.
  */
-export type ListenjsErrorCode = ErrorCode | 'invalid_option' | 'closed'
+export type ListenjsErrorCode =
+  ErrorCode | 'invalid_option' | 'closed' | 'endpoint_not_found' | 'endpoint_unreachable'
 
 /** The one error class of listenjs, on the server and in the client. */
 export class ListenjsError extends Error {
