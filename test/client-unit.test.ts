@@ -728,7 +728,10 @@ describe('close()', () => {
 describe('options', () => {
   test('needs a url outside a browser', () => {
     expect(() => createClient({ WebSocket: FakeSocket })).toThrow(
-      expect.objectContaining({ code: 'invalid_option', message: 'url is required outside a browser' }),
+      expect.objectContaining({
+        code: 'invalid_option',
+        message: 'an absolute url is required outside a browser',
+      }),
     )
   })
 
@@ -795,6 +798,30 @@ describe('top-level listen()', () => {
       'wss://h.example/listen',
     ])
     for (const socket of FakeSocket.instances) socket.drop(CloseCode.UnsupportedProtocol)
+  })
+
+  test.each([
+    ['https://example.test/app/', 'listen', 'wss://example.test/app/listen'],
+    ['https://example.test/app/', '/app/listen', 'wss://example.test/app/listen'],
+    ['http://example.test/app/week/48', '../listen', 'ws://example.test/app/listen'],
+    ['http://example.test/', undefined, 'ws://example.test/listen'],
+  ])('on the page %s, the endpoint %s is %s', (page, url, expected) => {
+    const global = globalThis as { location?: unknown }
+    global.location = new URL(page)
+    try {
+      const client = createClient({ url, WebSocket: FakeSocket })
+      client.listen('/a', () => {})
+      expect(latest().url).toBe(expected)
+      client.close()
+    } finally {
+      delete global.location
+    }
+  })
+
+  test('a relative endpoint needs a page', () => {
+    expect(() => createClient({ url: '/app/listen', WebSocket: FakeSocket })).toThrow(
+      expect.objectContaining({ code: 'invalid_option' }),
+    )
   })
 
   test('a relative path needs a page location', () => {

@@ -23,8 +23,10 @@ export type { ListenOptions, Meta, ResyncInfo, Unlisten } from './subscriptions'
 /** Options of {@link createClient}. */
 export interface ClientOptions {
   /**
-   * The hub's WebSocket endpoint (`ws://`, `wss://`; `http(s)://` is turned into `ws(s)://`).
-   * @default `ws(s)://` + `location.host` + `/listen` in a browser; required elsewhere
+   * The hub's WebSocket endpoint (`ws://`, `wss://`; `http(s)://` is turned into `ws(s)://`). In a
+   * browser it may be relative (`/app/listen`, `listen`): it is resolved against the page, with
+   * `wss:` on an `https:` page, so an app served under a path prefix finds its hub.
+   * @default `/listen` on the page's host in a browser; required elsewhere
    */
   url?: string
   /**
@@ -129,9 +131,14 @@ export interface Client {
   close(): void
 }
 
-function pageEndpoint(): string | undefined {
-  if (typeof location === 'undefined' || !location.host) return undefined
-  return (location.protocol === 'https:' ? 'wss' : 'ws') + '://' + location.host + DEFAULT_PATH
+/**
+ * The endpoint `url` names: relative ones resolved against the page (none outside a browser),
+ * `http(s)` turned into `ws(s)`. Undefined without a page to resolve against.
+ */
+function endpointOf(url: string = DEFAULT_PATH): string | undefined {
+  const page = typeof location === 'undefined' || !location.host ? undefined : location.href
+  const absolute = /^[a-z][a-z\d+.-]*:/i.test(url) ? url : page && new URL(url, page).href
+  return absolute?.replace(/^http/i, 'ws')
 }
 
 /**
@@ -140,8 +147,8 @@ function pageEndpoint(): string | undefined {
  * a URL that is not ws(s)/http(s), or a wrong `reconnect` number.
  */
 export function createClient(options: ClientOptions = {}): Client {
-  const url = (options.url ?? pageEndpoint())?.replace(/^http/i, 'ws')
-  if (!url) throw new ListenjsError('invalid_option', 'url is required outside a browser')
+  const url = endpointOf(options.url)
+  if (!url) throw new ListenjsError('invalid_option', 'an absolute url is required outside a browser')
   if (!/^wss?:\/\//i.test(url))
     throw new ListenjsError('invalid_option', 'url must start with ws://, wss://, http:// or https://')
   const WebSocket = options.WebSocket ?? (globalThis.WebSocket as WebSocketConstructor | undefined)
@@ -199,7 +206,7 @@ const defaultClients = new Map<string, Client>()
  * @throws ListenjsError `invalid_option` outside a browser without `url`, as {@link createClient}
  */
 export function defaultClient(url?: string): Client {
-  const endpoint = url ?? pageEndpoint() ?? ''
+  const endpoint = endpointOf(url) ?? ''
   let client = defaultClients.get(endpoint)
   if (!client) defaultClients.set(endpoint, (client = createClient({ url: endpoint || undefined })))
   return client
