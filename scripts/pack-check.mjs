@@ -29,7 +29,8 @@ function step(name, cmd, cmdArgs, { cwd = tmp, expectFailure = false, verify } =
   const shell = process.platform === 'win32' && cmd !== 'node' // npm and npx are .cmd files on Windows
   const r = spawnSync(cmd === 'node' ? process.execPath : cmd, cmdArgs, { cwd, shell, encoding: 'utf8' })
   const output = `${r.stdout ?? ''}${r.stderr ?? ''}`
-  const exitOk = (r.status === 0) !== expectFailure
+  // expectFailure: null accepts either exit code and leaves the judgement to `verify`.
+  const exitOk = expectFailure === null || (r.status === 0) !== expectFailure
   const problem = r.error?.message ?? (exitOk ? verify?.(output) : `exit code ${r.status}`)
   if (problem) fail(name, `$ ${cmd} ${cmdArgs.join(' ')}\n${problem}\n${output}`)
   console.log(`ok - ${name}`)
@@ -55,6 +56,7 @@ step('npm install', 'npm', [
   ...['install', '--engine-strict', '--no-audit', '--no-fund', '--prefer-offline', join(tmp, pack.filename)],
   ...['fastify@5', 'express@5', 'koa@3', '@koa/router@15', 'ws', 'typescript@~5.9', 'react@19'],
   '@tanstack/query-core@5',
+  'ioredis@5',
   ...['@types/node@22', '@types/express@5', '@types/koa', '@types/ws', '@types/react@19'],
 ])
 
@@ -177,6 +179,10 @@ import { createClient, listen, type Client, type Meta } from 'listenjs/client'
 import { ListenProvider, useListen, type ListenState } from 'listenjs/react'
 import { liveQueries } from 'listenjs/tanstack'
 import { QueryClient } from '@tanstack/query-core'
+import { Redis } from 'ioredis'
+import { redisBackplane, redisPublisher, type RedisBackplane } from 'listenjs/redis'
+export const backplane: RedisBackplane = redisBackplane({ publisher: new Redis(), subscriber: new Redis() })
+export const publisher = redisPublisher({ url: 'redis://127.0.0.1:6379', prefix: 'app' })
 const options: HubOptions = { path: '/listen', identify: () => PUBLIC }
 const hub: Hub = createHub(options)
 const error: ListenjsError = new ListenjsError('invalid_option', 'bad', { path: '/x' })
@@ -212,6 +218,36 @@ write('consumer.cts', CONSUMER)
 step('typescript consumer (.mts)', 'npx', ['tsc', '-p', '.', '--pretty', 'false'])
 step('typescript consumer (.cts)', 'npx', ['tsc', '-p', 'tsconfig.cjs.json', '--pretty', 'false'])
 
+// 3c'. The same consumers with skipLibCheck off, and once more with bundler resolution: listenjs's own
+// declarations must check clean. (Errors inside other packages' types are theirs; see above.)
+const strict = { skipLibCheck: false }
+write('tsconfig.strict.json', JSON.stringify({ extends: './tsconfig.json', compilerOptions: strict }))
+write('tsconfig.strict-cjs.json', JSON.stringify({ extends: './tsconfig.cjs.json', compilerOptions: strict }))
+write(
+  'tsconfig.bundler.json',
+  JSON.stringify({
+    extends: './tsconfig.json',
+    compilerOptions: { ...strict, module: 'esnext', moduleResolution: 'bundler' },
+    files: ['consumer.ts'],
+  }),
+)
+write('consumer.ts', CONSUMER)
+for (const [name, config] of [
+  ['nodenext ESM', 'tsconfig.strict.json'],
+  ['nodenext CJS', 'tsconfig.strict-cjs.json'],
+  ['bundler', 'tsconfig.bundler.json'],
+]) {
+  step(`typescript consumer, skipLibCheck off (${name})`, 'npx', ['tsc', '-p', config, '--pretty', 'false'], {
+    expectFailure: null,
+    verify: (output) => {
+      const ours = output.split('\n').filter((line) => /^(consumer\.|node_modules\/listenjs\/)/.test(line))
+      return ours.length === 0
+        ? undefined
+        : `errors in listenjs's declarations or the consumer:\n${ours.join('\n')}`
+    },
+  })
+}
+
 // 3d. Wrong uses must not type-check: each line marked `// error` must be reported, and no other line.
 const BAD = `
 import { createHub } from 'listenjs'
@@ -221,6 +257,8 @@ import { listenjs as expressListenjs } from 'listenjs/express'
 import { listenjs as koaListenjs } from 'listenjs/koa'
 import { createClient } from 'listenjs/client'
 import { useListen } from 'listenjs/react'
+import { redisBackplane } from 'listenjs/redis'
+redisBackplane({ publisher: 42 }) // error
 createHub({ path: 42 }) // error
 useListen(42) // error
 Fastify().listenjs.notify(42) // error

@@ -1,5 +1,5 @@
 /** The Redis connections listenjs opens for itself, and how it closes them. */
-import Redis, { type RedisOptions } from 'ioredis'
+import { Redis, type RedisOptions } from 'ioredis'
 
 /**
  * Creates a connection that never queues: while Redis is unreachable, commands fail at once

@@ -8,7 +8,7 @@
  * costs a map lookup and never a replay. Each process replays GETs for its own subscribers only.
  */
 import { randomUUID } from 'node:crypto'
-import type Redis from 'ioredis'
+import type { Redis } from 'ioredis'
 import type { Backplane, BackplaneMessage, BackplaneStatus } from '../core/backplane'
 import { ListenjsError } from '../core/errors'
 import { silentLogger, type Logger } from '../core/options'

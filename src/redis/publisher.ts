@@ -1,6 +1,6 @@
 /** A publisher for processes without a hub: `redisPublisher().notify(path, payload?)`. */
 import { randomUUID } from 'node:crypto'
-import Redis from 'ioredis'
+import { Redis } from 'ioredis'
 import type { ChangeMessage, PayloadMessage } from '../core/backplane'
 import { ListenjsError } from '../core/errors'
 import { checkPath, expandChange } from '../core/paths'
