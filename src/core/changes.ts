@@ -178,8 +178,8 @@ export class Changes {
   }
 
   private pushPayload(path: string, payload: unknown): void {
-    const resource = this.kernel.registry.get(path)
-    if (!resource) return
+    const resources = this.kernel.registry.exact(path)
+    if (resources.length === 0) return
     let json: string | undefined
     try {
       json = JSON.stringify(payload)
@@ -192,11 +192,12 @@ export class Changes {
     }
     if (json === undefined) return
     const version = versionOf(json)
-    this.fanout.send(resource, resource.groups.values(), {
-      frame: payloadFrame(path, version, json),
-      version,
-      seq: this.kernel.nextSeq(),
-      hold: this.kernel.moreFramesComing(false),
-    })
+    const seq = this.kernel.nextSeq()
+    const hold = this.kernel.moreFramesComing(false)
+    // Framed once per path as subscribed (a base path makes another one).
+    for (const resource of resources) {
+      const frame = payloadFrame(resource.path, version, json)
+      this.fanout.send(resource, resource.groups.values(), { frame, version, seq, hold })
+    }
   }
 }

@@ -19,6 +19,8 @@ import {
   type ReplayContext,
   type UpgradeRequest,
 } from './replay'
+import { isBasePath } from './options'
+import { servedUnder } from './proxy'
 import { publicKey } from './sharing'
 import type { HubSocket, SocketEvents } from './socket'
 import type { Subscriptions } from './subscriptions'
@@ -29,6 +31,7 @@ class Link implements Connection, SocketEvents {
   context: ReplayContext
   contextKey: string
   publicKey: string
+  readonly prefix: string
   readonly subscriptions = new Map<string, Subscription>()
   awaitingPong = false
   spoke = false
@@ -46,7 +49,15 @@ class Link implements Connection, SocketEvents {
     this.context = contextFromRequest(request)
     this.contextKey = contextKey(this.context)
     this.publicKey = publicKey(request, owner.kernel.options.trustProxy)
-    this.tokens = owner.kernel.options.limits.messageBurst
+    const { options } = owner.kernel
+    this.tokens = options.limits.messageBurst
+    this.prefix = servedUnder(
+      request.remoteAddress,
+      request.headers['x-forwarded-prefix'],
+      options.trustProxy,
+      options.basePath,
+      isBasePath,
+    )
   }
 
   onMessage(data: Buffer, isBinary: boolean): void {

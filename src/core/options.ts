@@ -1,4 +1,5 @@
 import { ListenjsError } from './errors'
+import { checkPath } from './paths'
 import { DEFAULT_PATH } from './protocol'
 import { resolveTrustProxy, type ResolvedTrustProxy, type TrustProxy } from './proxy'
 import type { Backplane } from './backplane'
@@ -104,6 +105,13 @@ export interface HeartbeatOptions {
 export interface HubOptions {
   /** Path of the WebSocket endpoint; other upgrades are left alone. @default '/listen' */
   path?: string
+  /**
+   * The path the app is served under by a proxy that strips it (`/app`): pages listen on the URLs
+   * they fetch (`/app/api/items`), and the hub replays and keys them as the app sees them
+   * (`/api/items`). Behind a trusted proxy (`trustProxy`), an `X-Forwarded-Prefix` header takes its
+   * place. Paths not below it are used as they are. @default '' (none)
+   */
+  basePath?: string
   /** Server-driven heartbeat. */
   heartbeat?: Partial<HeartbeatOptions>
   /**
@@ -156,6 +164,7 @@ export interface HubOptions {
 /** The hub's options once defaults are applied. */
 export interface ResolvedOptions {
   path: string
+  basePath: string
   heartbeat: HeartbeatOptions
   allowedOrigins: readonly string[] | OriginCheck | undefined
   limits: Limits
@@ -201,7 +210,7 @@ export const DEFAULTS = {
   recheckAfterMs: 0,
 } as const satisfies Omit<
   ResolvedOptions,
-  'allowedOrigins' | 'identify' | 'authorize' | 'paths' | 'trustProxy' | 'logger'
+  'allowedOrigins' | 'identify' | 'authorize' | 'paths' | 'trustProxy' | 'logger' | 'basePath'
 >
 
 /** Fixed policy, next to the defaults: what the hub does that no option changes. */
@@ -217,6 +226,13 @@ export const POLICY = {
   /** The longest `spreadMs` a resync may ask for. */
   maxResyncSpreadMs: 60_000,
 } as const
+
+/** Whether `value` can be a base path: `/a/b`, acceptable as a path, no query, no trailing slash. */
+export function isBasePath(value: string): boolean {
+  return (
+    value.length > 1 && !value.endsWith('/') && !value.includes('?') && checkPath(value, 1024) === undefined
+  )
+}
 
 function invalid(option: string, expected: string, got: unknown): ListenjsError {
   const shown = typeof got === 'string' ? JSON.stringify(got) : String(got)
@@ -243,6 +259,10 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
   const path = options.path ?? DEFAULTS.path
   if (typeof path !== 'string' || !path.startsWith('/') || path.includes('?')) {
     throw invalid('path', 'a path starting with / and without a query', path)
+  }
+  const basePath = options.basePath ?? ''
+  if (typeof basePath !== 'string' || (basePath !== '' && !isBasePath(basePath))) {
+    throw invalid('basePath', 'a path like /app (starting with /, no query, no trailing /)', basePath)
   }
   const allowedOrigins = options.allowedOrigins
   if (
@@ -283,6 +303,7 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
   const d = DEFAULTS.limits
   return {
     path,
+    basePath,
     heartbeat: {
       intervalMs: count('heartbeat.intervalMs', hb.intervalMs, DEFAULTS.heartbeat.intervalMs, 1),
       timeoutMs: count('heartbeat.timeoutMs', hb.timeoutMs, DEFAULTS.heartbeat.timeoutMs, 1),

@@ -50,6 +50,37 @@ export function clientAddress(
   return address
 }
 
+/**
+ * The path the app is served under for a request: a trusted proxy's `X-Forwarded-Prefix` (when it is
+ * a clean path), else `basePath`; `''` for none. A trailing slash is dropped.
+ */
+export function servedUnder(
+  peer: string,
+  forwardedPrefix: string | readonly string[] | undefined,
+  trust: ResolvedTrustProxy,
+  basePath: string,
+  isBasePath: (value: string) => boolean,
+): string {
+  if (forwardedPrefix !== undefined && trustsPeer(peer, trust)) {
+    const first = (typeof forwardedPrefix === 'string' ? forwardedPrefix : forwardedPrefix[0])
+      ?.split(',')[0]
+      ?.trim()
+    const prefix = first?.endsWith('/') ? first.slice(0, -1) : first
+    if (prefix === '') return ''
+    if (prefix !== undefined && isBasePath(prefix)) return prefix
+  }
+  return basePath
+}
+
+/** `path` below `prefix`, as the app sees it (`/app/a?b` under `/app` → `/a?b`), or `path` itself. */
+export function belowPrefix(path: string, prefix: string): string {
+  if (prefix === '' || !path.startsWith(prefix)) return path
+  const next = path.charCodeAt(prefix.length)
+  if (Number.isNaN(next)) return '/'
+  if (next === 63 /* ? */) return `/${path.slice(prefix.length)}`
+  return next === 47 /* / */ ? path.slice(prefix.length) : path
+}
+
 /** `::ffff:10.0.0.1` → `10.0.0.1`, so that IPv4 proxies match however the socket reports them. */
 function plainAddress(address: string): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address

@@ -61,7 +61,7 @@ export class Pushes {
     // Public groups use their own request (no member's); the others a member's current one, which
     // is the group's: a socket whose credentials change leaves its groups at once.
     const context = group.context ?? first.value.connection.context
-    const result = await this.kernel.replay(context, group.resource.path)
+    const result = await this.kernel.replay(context, group.resource.target)
     group.state = 'idle'
     if (this.kernel.closing || group.members.size === 0) return
     this.deliver(group, result, seq, origin)

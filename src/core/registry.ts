@@ -16,6 +16,11 @@ export interface Connection {
   contextKey: string
   /** The key of what may change a public body for this socket (Host, scheme); see `sharing.ts`. */
   publicKey: string
+  /**
+   * The path the app is served under for this socket (`basePath`, or a trusted proxy's
+   * `X-Forwarded-Prefix`), or `''`: subscribed paths below it are replayed without it.
+   */
+  readonly prefix: string
   readonly subscriptions: Map<string, Subscription>
   awaitingPong: boolean
   /** Whether the socket sent a message yet (else it is closed after `limits.firstMessageMs`). */
@@ -92,7 +97,12 @@ export interface SnapshotFlight {
 
 /** Everything subscribed to one path with one query string. */
 export interface Resource {
+  /** Its key in the registry. */
+  readonly key: string
+  /** The path (and query) as subscribed: what frames name. */
   readonly path: string
+  /** The app's path for it (`path` without the base path it was subscribed with): what is replayed. */
+  readonly target: string
   readonly pathname: string
   readonly groups: Map<string, Group>
   /** Subscriptions waiting for their snapshot. */
@@ -126,20 +136,27 @@ export class Registry {
     return this.resources.size
   }
 
-  /** The resource of `path`, created when missing. */
-  resource(path: string): Resource {
-    let resource = this.resources.get(path)
+  /**
+   * The resource subscribed to as `path`, replayed as `target` (the app's path for it: `path` without
+   * the connection's base path), created when missing.
+   */
+  resource(path: string, target: string = path): Resource {
+    // A space cannot be in a valid path: the key of a prefixed resource cannot be anyone's path.
+    const key = target === path ? path : `${path} ${target}`
+    let resource = this.resources.get(key)
     if (!resource) {
-      const pathname = pathnameOf(path)
+      const pathname = pathnameOf(target)
       resource = {
+        key,
         path,
+        target,
         pathname,
         groups: new Map(),
         pending: new Set(),
         flights: new Map(),
         aliases: undefined,
       }
-      this.resources.set(path, resource)
+      this.resources.set(key, resource)
       this.index(pathname, resource)
     }
     return resource
@@ -158,7 +175,7 @@ export class Registry {
    */
   alias(resource: Resource, pathname: string): void {
     if (pathname === resource.pathname || resource.aliases?.has(pathname)) return
-    if (this.resources.get(resource.path) !== resource) return
+    if (this.resources.get(resource.key) !== resource) return
     resource.aliases ??= new Set()
     if (resource.aliases.size >= MAX_ALIASES) return
     resource.aliases.add(pathname)
@@ -182,25 +199,23 @@ export class Registry {
     if (variants?.size === 0) this.byPathname.delete(pathname)
   }
 
-  /** Every subscribed path (query included). */
+  /** Every subscribed app path (query included), once each. */
   paths(): string[] {
-    return [...this.resources.keys()]
+    return [...new Set([...this.resources.values()].map((resource) => resource.target))]
   }
 
-  /** The resource of exactly `path` (query included), if anyone subscribes to it. */
-  get(path: string): Resource | undefined {
-    return this.resources.get(path)
+  /** The resources replayed as exactly `path` (query included), whatever base path they were subscribed with. */
+  exact(path: string): Resource[] {
+    const variants = this.byPathname.get(pathnameOf(path))
+    return variants ? [...variants].filter((resource) => resource.target === path) : []
   }
 
   /**
-   * The resources a change to `path` reaches: every query variant of a path without a query, or
-   * exactly the given variant.
+   * The resources a change to the app path `path` reaches: every query variant of a path without a
+   * query (and every resource aliased to it), or exactly the given variant.
    */
   affectedBy(path: string): Iterable<Resource> {
-    if (path.includes('?')) {
-      const resource = this.resources.get(path)
-      return resource ? [resource] : []
-    }
+    if (path.includes('?')) return this.exact(path)
     return this.byPathname.get(path) ?? []
   }
 
@@ -273,8 +288,8 @@ export class Registry {
   /** Forgets `resource` when nothing subscribes to it any more. */
   dropIfEmpty(resource: Resource): void {
     if (resource.groups.size > 0 || resource.pending.size > 0) return
-    if (this.resources.get(resource.path) !== resource) return
-    this.resources.delete(resource.path)
+    if (this.resources.get(resource.key) !== resource) return
+    this.resources.delete(resource.key)
     this.unindex(resource.pathname, resource)
     for (const alias of resource.aliases ?? []) this.unindex(alias, resource)
   }

@@ -14,6 +14,7 @@ import type { ErrorCode } from './protocol'
 import { refusal, type Pushes } from './pushes'
 import type { Connection, Resource, SnapshotFlight, Subscription } from './registry'
 import { contextFromRequest, contextKey, type UpgradeRequest } from './replay'
+import { belowPrefix } from './proxy'
 import { groupFor, groupKey } from './sharing'
 
 export class Subscriptions {
@@ -29,7 +30,9 @@ export class Subscriptions {
     const { limits } = this.kernel.options
     const reason = checkPath(path, limits.pathLength)
     if (reason !== undefined) return this.refuse(connection, 'bad_path', reason, path)
-    if (!this.pathAllowed(path, connection.request)) {
+    // The app's path for it: below the base path the app is served under, without it.
+    const target = belowPrefix(path, connection.prefix)
+    if (!this.pathAllowed(target, connection.request)) {
       return this.refuse(connection, 'unauthorized', 'path not allowed', path, 403)
     }
     if (connection.subscriptions.size >= limits.subscriptionsPerSocket) {
@@ -44,15 +47,15 @@ export class Subscriptions {
     const subscription: Subscription = {
       connection,
       path,
-      resource: registry.resource(path),
-      identity: this.identityOf(connection, path),
+      resource: registry.resource(path, target),
+      identity: this.identityOf(connection, target),
       group: undefined,
       flight: undefined,
       version: heldVersion,
       seq: 0,
     }
     registry.add(subscription)
-    if (options.authorize) void this.authorizeThenJoin(subscription, options.authorize)
+    if (options.authorize) void this.authorizeThenJoin(subscription, options.authorize, target)
     else this.joinSnapshot(subscription)
   }
 
@@ -125,11 +128,15 @@ export class Subscriptions {
   }
 
   /** Runs the `authorize` hook, then the snapshot replay, or refuses with 403 and no replay at all. */
-  private async authorizeThenJoin(subscription: Subscription, authorize: Authorize): Promise<void> {
+  private async authorizeThenJoin(
+    subscription: Subscription,
+    authorize: Authorize,
+    target: string,
+  ): Promise<void> {
     const { connection, path, resource } = subscription
     let allowed = false
     try {
-      allowed = (await this.kernel.inScope(() => authorize(path, connection.request))) === true
+      allowed = (await this.kernel.inScope(() => authorize(target, connection.request))) === true
     } catch (error) {
       this.kernel.options.logger.error(
         { err: error, path },
@@ -178,7 +185,7 @@ export class Subscriptions {
       return
     }
     const seq = kernel.nextSeq()
-    const result = await kernel.replay(flight.context, resource.path)
+    const result = await kernel.replay(flight.context, resource.target)
     if (resource.flights.get(flight.key) === flight) resource.flights.delete(flight.key)
     if (kernel.closing) return
     const ok = result.status >= 200 && result.status <= 299
