@@ -12,6 +12,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import path from 'node:path'
 import type { Browser, BrowserContext, Page, WebSocket as PageSocket } from 'playwright-core'
+import { prefixProxy } from './helpers/prefix-proxy'
 import {
   describeWithChromium,
   isPng,
@@ -402,6 +403,34 @@ describeWithChromium('the calendar example in a real browser', () => {
       expect(handshakeErrors.join('\n')).toMatch(/\b403\b/)
       const after = await calendar.stats()
       expect(after?.connections).toBeLessThanOrEqual(before?.connections ?? 0)
+    },
+    TEST_TIMEOUT_MS,
+  )
+
+  it(
+    'works unchanged behind a proxy that serves it under /calendar and strips the prefix',
+    async () => {
+      const proxy = await prefixProxy(Number(new URL(calendar.base).port), '/calendar')
+      try {
+        const contexts = [await newContext(browser), await newContext(browser)]
+        contextsOfTest.push(...contexts)
+        const [writer, watcher] = await Promise.all(
+          contexts.map((context) => openCalendar(context, `${proxy.url}/calendar`)),
+        )
+        const title = uniqueTitle('Behind a prefix')
+        await writer!.click('#new-appointment')
+        await writer!.waitForSelector('#editor[open]')
+        await writer!.fill('#f-title', title)
+        await writer!.fill('#f-date', await dayInShownWeek(writer!))
+        await writer!.fill('#f-start', '14:00')
+        await writer!.fill('#f-end', '15:00')
+        await writer!.click('#save')
+        await editorClosed(writer!)
+        await watcher!.locator('.appointment', { hasText: title }).waitFor()
+        expect((await calendar.list()).some((a) => a.title === title)).toBe(true)
+      } finally {
+        await proxy.close()
+      }
     },
     TEST_TIMEOUT_MS,
   )

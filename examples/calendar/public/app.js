@@ -2,9 +2,15 @@
 //
 // The one rule of this demo: the page never edits its own list after a write. It sends the write
 // to the REST API and renders only what listenjs pushes — the same push every other open tab gets.
-import { createClient } from '/listenjs/client.js'
+// Every URL is relative to the page, so the demo also works under a path prefix (a proxy serving it
+// at /calendar/ and stripping that): the script, the writes and the WebSocket endpoint follow the
+// page, while the subscribed path is the app's own.
+import { createClient } from './listenjs/client.js'
 
+/** What listenjs subscribes to: the app's path for the list. */
 const API = '/api/appointments'
+/** What the page fetches: the same resource, relative to the page. */
+const API_URL = 'api/appointments'
 const LOCALE = 'en-GB'
 const STATUS_LABELS = {
   open: 'Live',
@@ -70,7 +76,7 @@ function toIso(date, time) {
 // ---------------------------------------------------------------------------------------------
 // Live connection
 
-const client = createClient()
+const client = createClient({ url: 'listen' })
 
 function setStatus(status) {
   statusBadge.dataset.status = status
@@ -333,7 +339,7 @@ form.addEventListener('submit', async (event) => {
     return
   }
   const id = editingId
-  const url = id === null ? API : `${API}/${encodeURIComponent(id)}`
+  const url = id === null ? API_URL : `${API_URL}/${encodeURIComponent(id)}`
   await submit(url, {
     method: id === null ? 'POST' : 'PUT',
     headers: { 'content-type': 'application/json', accept: 'application/json' },
@@ -344,7 +350,7 @@ form.addEventListener('submit', async (event) => {
 deleteButton.addEventListener('click', async () => {
   if (editingId === null) return
   clearErrors()
-  await submit(`${API}/${encodeURIComponent(editingId)}`, { method: 'DELETE' })
+  await submit(`${API_URL}/${encodeURIComponent(editingId)}`, { method: 'DELETE' })
 })
 
 /**
