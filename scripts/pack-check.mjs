@@ -5,7 +5,7 @@
 // consumers, plus a file whose wrong uses must be reported (so the types are real, not `any`).
 // Usage: node scripts/pack-check.mjs [--no-build] [--keep]   (--keep leaves the temp dir for a look)
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -41,9 +41,21 @@ function step(name, cmd, cmdArgs, { cwd = tmp, expectFailure = false, verify } =
 if (!args.includes('--no-build')) step('build', 'npm', ['run', 'build'], { cwd: root })
 const packed = step('npm pack', 'npm', ['pack', '--json', '--pack-destination', tmp], { cwd: root })
 const [pack] = JSON.parse(packed)
-const docs = ['README.md', 'PROTOCOL.md', 'CHANGELOG.md', 'ARCHITECTURE.md', 'LICENSE', 'package.json']
-const strays = pack.files.map((f) => f.path).filter((p) => !p.startsWith('dist/') && !docs.includes(p))
+const docs = ['README.md', 'PROTOCOL.md', 'CHANGELOG.md', 'ARCHITECTURE.md', 'BENCHMARKS.md', 'LICENSE']
+const shipped = pack.files.map((f) => f.path)
+// Besides dist/ and the docs, only what the README links to (its pictures and pages) may ship.
+const linked = [...readFileSync(join(root, 'README.md'), 'utf8').matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)]
+  .map((m) => m[1])
+  .filter((target) => !/^[a-z]+:/i.test(target))
+const strays = shipped.filter(
+  (p) => !p.startsWith('dist/') && !docs.includes(p) && p !== 'package.json' && !linked.includes(p),
+)
 if (strays.length) fail('tarball contents', `files outside dist/ and the docs:\n${strays.join('\n')}`)
+// Every relative link of the README works where it is read from the installed package.
+const broken = linked.filter((target) => !shipped.includes(target))
+if (broken.length)
+  fail('README links', `relative links to files the package does not ship:\n${broken.join('\n')}`)
+console.log(`ok - README links (${linked.length} relative links, all shipped)`)
 const size = `${pack.entryCount} files, ${pack.size} B packed, ${pack.unpackedSize} B unpacked`
 console.log(`ok - tarball contents (${pack.filename}: ${size})`)
 const missing = docs.filter((doc) => !pack.files.some((f) => f.path === doc))
