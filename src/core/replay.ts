@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http'
-import inject from 'light-my-request'
+import { inject } from './inject'
 
 /**
  * What a replay forwards of its subscriber: the headers of SPEC §2.9, the real remote address and
@@ -100,7 +100,7 @@ export function upgradeRequestOf(req: IncomingMessage): UpgradeRequest {
   return {
     headers: req.headers,
     url: req.url ?? '',
-    // Never let light-my-request fall back to its loopback default: an unknown address stays unknown.
+    // Never fall back to a loopback default: an unknown address stays unknown.
     remoteAddress: socket.remoteAddress || '0.0.0.0',
     encrypted: socket.encrypted === true,
   }
@@ -176,13 +176,11 @@ export async function replayGet(
 ): Promise<ReplayResult> {
   let response: ServerResponse | undefined
   let failure: ReplayResult['failure']
-  let route: RouteReport | undefined
+  const route: RouteReport = { public: false, aliases: [] }
 
-  const dispatchReplay: Dispatch = (req, res) => {
+  const prepare = (req: IncomingMessage, res: ServerResponse): void => {
     response = res
-    route = { public: false, aliases: [] }
     replays.set(req, route)
-    prepareForFrameworks(req, res, context)
     let written = 0
     const write = res.write
     res.write = function boundedWrite(this: ServerResponse, ...args: Parameters<ServerResponse['write']>) {
@@ -195,7 +193,15 @@ export async function replayGet(
       }
       return write.apply(this, args)
     } as ServerResponse['write']
-    dispatch(req, res)
+    const end = res.end
+    res.end = function boundedEnd(this: ServerResponse, ...args: unknown[]) {
+      const [chunk, encoding] = args
+      if (typeof chunk === 'string' || chunk instanceof Uint8Array) {
+        written += typeof chunk === 'string' ? Buffer.byteLength(chunk, encodingOf(encoding)) : chunk.length
+        if (written > limits.maxBodyBytes) failure = 'too_large'
+      }
+      return (end as (...a: unknown[]) => ServerResponse).apply(this, args)
+    } as ServerResponse['end']
   }
 
   let timer: NodeJS.Timeout | undefined
@@ -204,17 +210,20 @@ export async function replayGet(
     timer.unref()
   })
   const scope = { active: true }
-  const answer = insideReplay.run(scope, () =>
-    inject(dispatchReplay, {
-      method: 'GET',
-      url: path,
-      headers: context.headers,
-      remoteAddress: context.remoteAddress,
-    }).then(
-      (res) => res,
-      () => undefined,
-    ),
-  )
+  const answer = insideReplay
+    .run(scope, () =>
+      inject(
+        dispatch,
+        {
+          path,
+          headers: context.headers,
+          remoteAddress: context.remoteAddress,
+          encrypted: context.encrypted,
+        },
+        prepare,
+      ),
+    )
+    .catch(() => undefined)
   try {
     const res = await Promise.race([answer, timeout])
     if (res === 'timeout') {
@@ -222,15 +231,13 @@ export async function replayGet(
       return failedReplay(504, 'timeout')
     }
     if (res === undefined || failure !== undefined) return failedReplay(502, failure ?? 'error')
-    const contentType = headerString(res.headers['content-type'])
-    const body = res.rawPayload
     return {
-      status: res.statusCode,
-      body,
-      contentType,
-      version: versionOf(body, headerString(res.headers.etag)),
-      public: route?.public === true,
-      aliases: route?.aliases ?? [],
+      status: res.status,
+      body: res.body,
+      contentType: headerString(res.headers['content-type']),
+      version: versionOf(res.body, headerString(res.headers.etag)),
+      public: route.public,
+      aliases: route.aliases,
     }
   } finally {
     scope.active = false
@@ -251,34 +258,11 @@ export function failedReplay(status: number, failure: NonNullable<ReplayResult['
   }
 }
 
-function headerString(value: string | string[] | number | undefined): string | undefined {
-  return value === undefined ? undefined : String(value)
+function headerString(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined
+  return Array.isArray(value) ? String(value[0]) : String(value)
 }
 
 function encodingOf(encoding: unknown): BufferEncoding | undefined {
   return typeof encoding === 'string' ? (encoding as BufferEncoding) : undefined
-}
-
-/**
- * Makes light-my-request's fake request look like the subscriber's real one, and keeps it working
- * inside frameworks that swap prototypes.
- */
-function prepareForFrameworks(req: IncomingMessage, res: ServerResponse, context: ReplayContext): void {
-  // Express replaces the prototypes of req and res with its own (which inherit from Node's, not from
-  // light-my-request's): keep light-my-request's methods as own properties so they survive.
-  for (const target of [req, res] as object[]) {
-    const proto = Object.getPrototypeOf(target) as object
-    for (const key of Object.getOwnPropertyNames(proto)) {
-      if (key === 'constructor' || Object.prototype.hasOwnProperty.call(target, key)) continue
-      const descriptor = Object.getOwnPropertyDescriptor(proto, key)
-      if (descriptor && typeof descriptor.value === 'function') {
-        Object.defineProperty(target, key, { ...descriptor, enumerable: false })
-      }
-    }
-  }
-  // The real TLS state: `req.secure`, `ctx.protocol` and `request.protocol` read `socket.encrypted`.
-  const socket = req.socket as unknown as { encrypted?: boolean }
-  if (context.encrypted) socket.encrypted = true
-  // `req.connection` is a deprecated alias; light-my-request warns when it is read. Express reads it.
-  Object.defineProperty(req, 'connection', { value: req.socket, configurable: true, writable: true })
 }
