@@ -5,7 +5,7 @@
 // keep-alive connections. Every receipt is timed first thing with the host clock (`now()`), and the
 // latency is receipt − the `ts` the server stamped when the change was made.
 import net from 'node:net'
-import { setTimeout, clearTimeout } from 'node:timers'
+import { setTimeout, clearTimeout, setImmediate } from 'node:timers'
 import WebSocket from 'ws'
 import { now, pollRequest, serveCommands, sleep, SOURCE_ADDRESSES, SERVER_HOST, USER_AGENT } from './lib.mjs'
 
@@ -314,8 +314,130 @@ function schedulePoller(p, port, T, conditional, startAt) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Many sockets, many subscriptions (bench/scale.mjs): every socket has `perSocket` distinct paths
+// /p/<k>, k < `pathCount`, drawn deterministically from its global index (the same socket draws the
+// same paths in every generator, run and system). It subscribes to some of them at a time.
+
+/** The `perSocket` distinct paths of socket `gi` (a small xorshift PRNG seeded with `gi` and `seed`). */
+function scalePathsOf(gi, perSocket, pathCount, seed = 1) {
+  let x = (Math.imul(gi + 1, 0x9e3779b1) ^ Math.imul(seed, 0x85ebca6b)) >>> 0 || 1
+  const picked = new Set()
+  for (let guard = 0; picked.size < Math.min(perSocket, pathCount) && guard < 10_000; guard++) {
+    x ^= x << 13
+    x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5
+    x >>>= 0
+    picked.add(x % pathCount)
+  }
+  return [...picked].map((k) => `/p/${k}`)
+}
+
+/** Yields to the event loop (acks keep arriving while a generator sends thousands of messages). */
+const yieldTurn = () => new Promise((resolve) => setImmediate(resolve))
+
+async function scaleConnect({
+  system,
+  kind,
+  port,
+  lo,
+  hi,
+  perSocket = 5,
+  pathCount = 500,
+  seed = 1,
+  first = 1,
+  paths: given, // instead of drawn paths: these, for every socket (all subscribed at once)
+  concurrency = 48,
+  timeoutMs = 180_000,
+}) {
+  if (given) first = given.length
+  if (!pools.has(system)) pools.set(system, new Map())
+  const indices = ownIndices(lo, hi)
+  const started = now()
+  const allAcked = waitAcks(system, indices.length * first, timeoutMs, `scaleConnect ${system}`)
+  allAcked.catch(() => {}) // awaited below
+  let next = 0
+  let failed = 0
+  let failure
+  const worker = async () => {
+    while (next < indices.length) {
+      const gi = indices[next++]
+      const paths = given ?? scalePathsOf(gi, perSocket, pathCount, seed)
+      try {
+        const conn = await openSocket(system, kind, port, gi, paths.slice(0, first))
+        conn.scale = paths
+        conn.scaleOn = first
+      } catch (error) {
+        failed++
+        failure ??= String(error)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, indices.length) }, worker))
+  if (failed) throw new Error(`scaleConnect ${system}: ${failed} sockets failed: ${failure}`)
+  const connectedMs = now() - started
+  await allAcked
+  return { opened: indices.length, connectedMs, ms: now() - started }
+}
+
+/**
+ * Subscribes every socket in [lo, hi) to its paths number `from` to `to` − 1 (all at once: no pacing
+ * but a turn yielded every `yieldEvery` sockets), and waits for every snapshot. `ms`: from the first
+ * message sent to the last snapshot received.
+ */
+async function scaleSubscribe({ system, lo, hi, from, to, yieldEvery = 250, timeoutMs = 180_000 }) {
+  const conns = inRange(system, lo, hi).filter((c) => c.scale)
+  const started = now()
+  const count = conns.reduce((n, c) => n + c.scale.slice(from, to).length, 0)
+  const done = waitAcks(system, count, timeoutMs, `scaleSubscribe ${system}`)
+  done.catch(() => {}) // awaited below
+  for (let i = 0; i < conns.length; i++) {
+    const paths = conns[i].scale.slice(from, to)
+    if (paths.length) sendSubscribe(conns[i], paths)
+    conns[i].scaleOn = Math.max(conns[i].scaleOn, to)
+    if (i % yieldEvery === yieldEvery - 1) await yieldTurn()
+  }
+  const sentMs = now() - started
+  await done
+  return { sockets: conns.length, subscriptions: count, sentMs, ms: now() - started }
+}
+
+/** Unsubscribes every socket in [lo, hi) from all its scale paths (the server confirms nothing). */
+async function scaleUnsubscribe({ system, lo, hi, yieldEvery = 250 }) {
+  const conns = inRange(system, lo, hi).filter((c) => c.scale)
+  let count = 0
+  for (let i = 0; i < conns.length; i++) {
+    const paths = conns[i].scale.slice(0, conns[i].scaleOn)
+    for (const m of unsubscribeMessage(conns[i].kind, paths)) conns[i].ws.send(m)
+    count += paths.length
+    conns[i].scaleOn = 0
+    if (i % yieldEvery === yieldEvery - 1) await yieldTurn()
+  }
+  return { sockets: conns.length, subscriptions: count }
+}
+
+/**
+ * Arms this generator for change `it` of every path in `paths`: it expects one frame per socket in
+ * [lo, hi) and per subscribed path of that socket in `paths`.
+ */
+function scaleArm({ system, it, lo, hi, paths }) {
+  const wanted = new Set(paths)
+  let expected = 0
+  for (const conn of inRange(system, lo, hi)) {
+    if (!conn.scale) continue
+    for (let j = 0; j < conn.scaleOn; j++) if (wanted.has(conn.scale[j])) expected++
+  }
+  armed = { it, expected, count: 0, lat: new Float64Array(expected), resolve: undefined }
+  return { expected }
+}
+
+// ---------------------------------------------------------------------------------------------
 
 serveCommands({
+  scaleConnect,
+  scaleSubscribe,
+  scaleUnsubscribe,
+  scaleArm,
   connect,
   subscribe: async ({ system, lo, hi, paths, timeoutMs = 120_000 }) => {
     const conns = inRange(system, lo, hi)

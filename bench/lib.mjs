@@ -47,13 +47,27 @@ const ITEMS = [
   { id: 3, title: 'Lunch with Ana at the harbour', at: '2025-05-01T12:15', room: 'C3', done: false },
 ]
 
+/** A user's own appointments (a per-user view: the rows of a list filtered by owner). */
+function ownItems(user) {
+  return Array.from({ length: 6 }, (_, k) => ({
+    id: k + 1,
+    owner: user,
+    title: `${['Dentist', 'Standup', 'Lunch', 'Review', 'Gym', 'Call'][k]} with the team of ${user}`,
+    at: `2025-05-0${1 + (k % 5)}T${String(9 + k).padStart(2, '0')}:00`,
+    room: `R${k}${user.length}`,
+    notes: 'Bring the quarterly figures and the signed forms.',
+    done: k % 2 === 0,
+  }))
+}
+
 /**
  * The state of one path: `it` numbers the change (the orchestrator picks it, so a generator can tell
  * which change a frame belongs to) and `ts` is the moment the handler that made the change finished.
- * The serialized body is about 330 bytes.
+ * The serialized body is about 330 bytes for everyone's state; a user's own view (`user` given) is
+ * about 1 KB, built anew for each request as a handler filtering by owner would.
  */
 export function stateBody(path, it, ts, user) {
-  return user === undefined ? { it, ts, path, items: ITEMS } : { it, ts, path, user, items: ITEMS }
+  return user === undefined ? { it, ts, path, items: ITEMS } : { it, ts, path, user, items: ownItems(user) }
 }
 
 /** The session id a socket or a poller sends in its cookie (`sid=<n>`): distinct per client. */

@@ -11,7 +11,13 @@ import Router from '@koa/router'
 import fastifyListenjs from '../src/adapters/fastify'
 import { listenjs as expressListenjs } from '../src/adapters/express'
 import { listenjs as koaListenjs } from '../src/adapters/koa'
-import { contextFromRequest, dispatcherFor, replayGet, upgradeRequestOf } from '../src/core/replay'
+import {
+  contextFromRequest,
+  dispatcherFor,
+  replayDeadlines,
+  replayGet,
+  upgradeRequestOf,
+} from '../src/core/replay'
 
 const N = Number(process.env.N ?? 20_000)
 const BATCH = 100
@@ -64,7 +70,7 @@ async function main(): Promise<void> {
     socket: { remoteAddress: '10.0.0.1' },
   }
   const context = contextFromRequest(upgradeRequestOf(upgrade as unknown as http.IncomingMessage))
-  const limits = { timeoutMs: 10_000, maxBodyBytes: 1 << 20 }
+  const limits = { maxBodyBytes: 1 << 20, deadlines: replayDeadlines(10_000) }
   console.log(`CPU µs per request, ${N} requests of a ~1 KB per-user GET, ${BATCH} at a time`)
   console.log('| framework | listenjs replay | floor (bare IncomingMessage/ServerResponse) | × floor |')
   console.log('|---|---:|---:|---:|')

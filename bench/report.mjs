@@ -1,6 +1,10 @@
 // Turns the results of bench/run.mjs into BENCHMARKS.md, the text printed to stdout, and three
 // hand-written SVG charts (no dependency): latency distribution, CPU per message, bytes polling vs push.
 import { percentile, pollRequest } from './lib.mjs'
+import { esc, niceMax } from './chart.mjs'
+import { renderBackplane } from './backplane.mjs'
+import { renderScale } from './scale.mjs'
+import { USER_METHOD, userScenarios, userSvg, userTable, userTargets } from './report-user.mjs'
 
 const LISTENJS = ['listenjs-fastify', 'listenjs-express', 'listenjs-koa']
 const SHORT = { 'listenjs-fastify': 'Fastify', 'listenjs-express': 'Express', 'listenjs-koa': 'Koa' }
@@ -17,7 +21,6 @@ const f = (v, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : '–')
 const int = (v) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en') : '–')
 const ratio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–')
 const pct = (a, b) => (b ? `${((100 * a) / b).toFixed(a === b ? 0 : 2)} %` : '–')
-const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 
 function table(head, rows) {
   return [
@@ -352,12 +355,6 @@ function targets(results) {
 
 const FONT = 'font-family="system-ui, -apple-system, Segoe UI, sans-serif" font-size="12"'
 
-function niceMax(v) {
-  const p = 10 ** Math.floor(Math.log10(v))
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p
-  return 10 * p
-}
-
 function latencySvg(scenario) {
   const W = 760
   const H = 420
@@ -505,11 +502,17 @@ export function renderReport(results, { svgRelative = '' } = {}) {
     `Machine: ${m.cpu}, ${m.cores} cores, ${f(m.memoryGiB, 1)} GiB RAM, ${m.os}. Node ${m.node}.`,
     `Date: ${results.date}. Command: \`${results.command}\` (${f(results.seconds, 0)} s${results.quick ? ', quick mode: small N, few rounds; a smoke test, not a measurement' : ''}).`,
   ].join('\n')
-  const targetRows = targets(results)
-  const targetTable = targetRows.length ? table(['target (issue 5)', 'measured', 'verdict'], targetRows) : ''
+  const targetRows = [...userTargets(results), ...targets(results)]
+  const targetTable = targetRows.length ? table(['target', 'measured', 'verdict'], targetRows) : ''
   const sections = []
-  for (const s of results.scenarios) sections.push(`### ${s.title}\n\n${fanOutTable(s)}`)
-  const userScenario = results.scenarios.find((s) => s.id === 'user')
+  const perUser = userScenarios(results)
+  if (perUser.length) {
+    sections.push(
+      `### Per-user views (what most apps push)\n\n${USER_METHOD}\n\n${perUser.map((s) => `#### ${s.title}\n\n${userTable(s)}`).join('\n\n')}`,
+    )
+  }
+  for (const s of results.scenarios)
+    if (!perUser.includes(s)) sections.push(`### ${s.title}\n\n${fanOutTable(s)}`)
   const mem = memoryTable(results)
   const memText = mem
     ? `### Idle memory per connection\n\nEach connection holds one subscription (${results.memory.to.toLocaleString('en')} connections per server). Per connection = (heap or RSS at ${results.memory.to.toLocaleString('en')} − at ${results.memory.from.toLocaleString('en')}) / ${(results.memory.to - results.memory.from).toLocaleString('en')}, both after forced GC (\`--expose-gc\`, four \`gc()\` calls).\n\n${mem}`
@@ -517,14 +520,17 @@ export function renderReport(results, { svgRelative = '' } = {}) {
   const pollText = results.polling
     ? `### Polling vs push\n\nScaled-down ratios to fit the time budget: clients poll every **${results.polling.T} ms** and changes come every **${results.polling.rates.join(' ms / ')} ms** (the thesis's T = 1 s with one change per 10 s, ×0.1). Bytes are counted at the socket level on the server (sum of \`socket.bytesRead + socket.bytesWritten\` over client sockets, TCP/IP headers excluded), within the measurement window (connections are opened before it). Pollers use one keep-alive connection each and send the headers Chrome 126 sends for a same-origin \`fetch('/items')\` (sec-ch-ua*, User-Agent, Accept, Sec-Fetch-*, Referer, Accept-Encoding, Accept-Language) and a short session cookie: ${pollRequest(40000, 1234).length} bytes per request, ${pollRequest(40000, 1234, '"i1234"').length} with If-None-Match. *Server operations* are the requests the application serves (polls, the POSTs that make the changes, and listenjs's in-process replays); WebSocket frames written are counted separately. Staleness: time from the POST handler that made a change to the client seeing that state (*fastest*: the first client to see it). All ${results.polling.n} clients run in two generator processes on the same 2-core host${results.polling.pinned ? ' (pinned with taskset: the server on CPU 0, both generators on CPU 1, so the clients do not preempt a fan-out)' : ''}, so the push staleness includes the fan-out to every client, one loopback write each, and the clients' own receive work, serialized on one core; a poller's staleness is dominated by the poll period (~T/2). *Server: last frame to the kernel*: time from the change to the end of the fan-out loop (every frame handed to the kernel). The raw \`ws\` row is a hand-written server pushing one pre-framed buffer per socket (no version, no replay): the floor for push on this host.\n\n${pollingTables(results)}`
     : ''
-  const userNote = userScenario
-    ? `Per-user rows: every socket sends a distinct cookie; listenjs replays \`GET /mine\` once per identity (one replay per subscriber), Socket.IO emits to each socket, and the raw baselines serialize once per socket. Public rows: one replay (listenjs route option \`public: true\`), one serialization, one frame.`
-    : ''
+  const backplane = results.backplane ? renderBackplane(results.backplane) : undefined
+  const scale = results.scale ? renderScale(results.scale, { svgRelative }) : undefined
+  const demote = (markdown) => markdown.replace(/^(#+) /gm, '#$1 ')
   const charts = [
+    perUser.length ? `![CPU per delivered per-user view against N](${svgRelative}user.svg)` : '',
     results.scenarios.some((s) => s.id === 'large' || s.id === 'one')
       ? `![Latency distribution](${svgRelative}latency.svg)`
       : '',
-    results.scenarios.length ? `![CPU per message](${svgRelative}cpu.svg)` : '',
+    results.scenarios.some((s) => !s.id.startsWith('user-'))
+      ? `![CPU per message](${svgRelative}cpu.svg)`
+      : '',
     results.polling ? `![Bytes, polling vs push](${svgRelative}polling.svg)` : '',
   ].filter(Boolean)
 
@@ -554,11 +560,16 @@ export function renderReport(results, { svgRelative = '' } = {}) {
     '## Results',
     '',
     sections.join('\n\n'),
-    userNote ? `\n${userNote}` : '',
     '',
     memText,
     '',
     pollText,
+    '',
+    scale ? demote(scale.markdown) : '',
+    '',
+    backplane
+      ? demote(backplane.markdown).replace(/\]\(backplane\.svg\)/g, `](${svgRelative}backplane.svg)`)
+      : '',
     '',
     '## Charts',
     '',
@@ -586,7 +597,10 @@ export function renderReport(results, { svgRelative = '' } = {}) {
   const latScenario =
     results.scenarios.find((s) => s.id === 'large') ?? results.scenarios.find((s) => s.id === 'one')
   if (latScenario) svgs['latency.svg'] = latencySvg(latScenario)
-  if (results.scenarios.length) svgs['cpu.svg'] = cpuSvg(results.scenarios)
+  if (results.scenarios.some((s) => !s.id.startsWith('user-'))) svgs['cpu.svg'] = cpuSvg(results.scenarios)
+  if (perUser.length) svgs['user.svg'] = userSvg(results)
   if (results.polling) svgs['polling.svg'] = pollingSvg(results)
+  if (backplane) Object.assign(svgs, backplane.svgs)
+  if (scale) Object.assign(svgs, scale.svgs)
   return { markdown, stdout, svgs }
 }

@@ -11,7 +11,9 @@
 //                      inside the measured windows, into .tmp/bench-profile/ (one summary per
 //                      scenario and case: <tag>.txt), and prints where the time goes; the report
 //                      then goes to .tmp/bench-profile/ too (profiling slows the profiled servers)
-//   --only=<ids>       comma-separated scenario ids to run (one,paths,user,burst,large,memory,polling)
+//   --only=<ids>       comma-separated scenario ids to run
+//                      (one,paths,burst,large,memory,user,polling,scale,backplane)
+//   --users=<n,…>      the numbers of users of the per-user scenarios (default 100,1000,5000; quick 50,200)
 //   --from=<json>      only re-renders the report from the raw results of an earlier run
 import http from 'node:http'
 import os from 'node:os'
@@ -22,6 +24,8 @@ import { setTimeout, clearTimeout } from 'node:timers'
 import { Child, killChildren, median, now, percentile, pin, sleep, SERVER_HOST } from './lib.mjs'
 import { renderReport } from './report.mjs'
 import { formatProfile, summarizeProfile } from './profile.mjs'
+import { backplanePhase } from './backplane.mjs'
+import { scalePhase } from './scale.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.dirname(here)
@@ -33,6 +37,11 @@ const ONLY = argv
   ?.slice('--only='.length)
   .split(',')
 const runs = (id) => !ONLY || ONLY.includes(id)
+const USERS = argv
+  .find((a) => a.startsWith('--users='))
+  ?.slice('--users='.length)
+  .split(',')
+  .map(Number)
 
 const CONFIG = QUICK
   ? {
@@ -46,6 +55,8 @@ const CONFIG = QUICK
       settleMs: 25,
       calibrations: 3,
       collectMs: 5000,
+      userN: [50, 200],
+      userRoundsLarge: 3,
       poll: { n: 60, T: 100, durationMs: 1000, rates: [1000, 100], reps: 1, pauseMs: 100 },
       hardLimitMs: 100_000,
     }
@@ -60,12 +71,23 @@ const CONFIG = QUICK
       settleMs: 50,
       calibrations: 5,
       collectMs: 20_000,
+      userN: [100, 1000, 5000],
+      userRoundsLarge: 6,
       poll: { n: 500, T: 100, durationMs: 8000, rates: [1000, 100], reps: 3, pauseMs: 300 },
-      hardLimitMs: 14 * 60_000,
+      hardLimitMs: 40 * 60_000,
     }
 
 const SERVERS = ['raw', 'sio', 'fastify', 'express', 'koa']
-const KIND = { raw: 'raw', sio: 'sio', fastify: 'listen', express: 'listen', koa: 'listen' }
+const KIND = {
+  raw: 'raw',
+  sio: 'sio',
+  fastify: 'listen',
+  express: 'listen',
+  koa: 'listen',
+  'floor-fastify': 'raw',
+  'floor-express': 'raw',
+  'floor-koa': 'raw',
+}
 const VARIANTS = [
   { id: 'ws-frame', label: 'raw ws, pre-framed buffer', server: 'raw', query: '?mode=frame' },
   { id: 'ws-send', label: 'raw ws, send(string) per socket', server: 'raw', query: '?mode=send' },
@@ -73,6 +95,31 @@ const VARIANTS = [
   { id: 'listenjs-fastify', label: 'listenjs (Fastify)', server: 'fastify', query: '' },
   { id: 'listenjs-express', label: 'listenjs (Express)', server: 'express', query: '' },
   { id: 'listenjs-koa', label: 'listenjs (Koa)', server: 'koa', query: '' },
+]
+// Per-user views: the hand-written loops a user would write, the floor of the replay model on each
+// framework (bench/floor.mjs), and listenjs.
+const USER_SERVERS = [
+  'raw',
+  'sio',
+  'floor-fastify',
+  'fastify',
+  'floor-express',
+  'express',
+  'floor-koa',
+  'koa',
+]
+const USER_VARIANTS = [
+  { id: 'ws-loop', label: 'raw ws, hand-written loop', server: 'raw', query: '?mode=frame' },
+  { id: 'socket.io-loop', label: 'Socket.IO 4, hand-written loop', server: 'sio', query: '' },
+  ...['fastify', 'express', 'koa'].flatMap((fw) => [
+    {
+      id: `floor-${fw}`,
+      label: `floor (${fw[0].toUpperCase()}${fw.slice(1)})`,
+      server: `floor-${fw}`,
+      query: '',
+    },
+    VARIANTS.find((v) => v.id === `listenjs-${fw}`),
+  ]),
 ]
 const BURST_PATHS = Array.from({ length: 10 }, (_, k) => `/b/${k}`)
 const MULTI_PATHS = Array.from({ length: 10 }, (_, k) => `/p/${k}`)
@@ -180,13 +227,16 @@ const SETTLE_MS = CONFIG.settleMs
 const overhead = new Map() // server → µs of an empty window
 
 async function calibrate(servers) {
+  // Windows are measured between two scavenges of the young generation (see `iteration`); an empty
+  // window is measured the same way, so what it still costs (IPC, timers, the scavenge of a clean
+  // young generation and the settling after it) is subtracted.
   await Promise.all(
     servers.map(async (server) => {
       const samples = []
       for (let i = 0; i < CONFIG.calibrations; i++) {
-        await server.call('cpuStart', { collect: true, settleMs: SETTLE_MS })
+        await server.call('cpuStart', { collect: 'minor', settleMs: SETTLE_MS })
         await sleep(20)
-        samples.push((await server.call('cpuStop')).total)
+        samples.push((await server.call('cpuStop', { collect: 'minor', settleMs: SETTLE_MS })).total)
       }
       overhead.set(server, median(samples))
     }),
@@ -201,12 +251,18 @@ async function iteration(servers, gens, kase, lo, hi) {
   const url = `${typeof kase.path === 'function' ? kase.path(it) : kase.path}${kase.variant.query}`
   const armed = await all(gens, 'arm', { system: kase.variant.server, it, lo, hi, perSocket })
   const expected = armed.reduce((s, a) => s + a.expected, 0)
-  await server.call('cpuStart', { collect: true, settleMs: SETTLE_MS, tag: kase.tag })
+  // The whole cost of the change, garbage included: the young generation is scavenged just before
+  // the window (outside it: nothing earlier is billed), and the window ends only after a scavenge
+  // inside it, which collects what the change left (a fan-out's garbage is short-lived: write
+  // requests, buffers, closures). No full GC around windows: it would leave every window with cold
+  // caches, and one inside would bill the marking of the whole live heap (every idle connection),
+  // a cost of holding connections, not of a push.
+  await server.call('cpuStart', { collect: 'minor', settleMs: SETTLE_MS, tag: kase.tag })
   const collected = all(gens, 'collect', { timeoutMs: CONFIG.collectMs }, CONFIG.collectMs + 10_000)
   const status = await post(server, url, it)
   if (status !== 201) throw new Error(`POST ${url} on ${server.name} answered ${status}`)
   const parts = await collected
-  const cpu = await server.call('cpuStop')
+  const cpu = await server.call('cpuStop', { collect: 'minor', settleMs: SETTLE_MS })
   const cpuUs = Math.max(0, cpu.total - (overhead.get(server) ?? 0))
   const lat = parts.flatMap((p) => p.lat)
   const received = parts.reduce((s, p) => s + p.received, 0)
@@ -215,6 +271,8 @@ async function iteration(servers, gens, kase, lo, hi) {
   return {
     cpuUs,
     rawCpuUs: cpu.total,
+    // The window without the closing scavenge and its settling.
+    openCpuUs: cpu.open?.total,
     userUs: cpu.user,
     systemUs: cpu.system,
     received,
@@ -305,19 +363,19 @@ function downsample(sorted, k) {
 const casesFor = (path, extra = {}) =>
   VARIANTS.map((variant) => ({ key: variant.id, variant, path, ...extra }))
 
-async function grow(servers, gens, lo, hi) {
+async function grow(servers, gens, lo, hi, names = SERVERS, paths = ['/items']) {
   const started = now()
   await Promise.all(
-    SERVERS.map((name) =>
+    names.map((name) =>
       all(
         gens,
         'connect',
-        { system: name, kind: KIND[name], port: servers[name].port, lo, hi, paths: ['/items'] },
+        { system: name, kind: KIND[name], port: servers[name].port, lo, hi, paths },
         300_000,
       ),
     ),
   )
-  for (const name of SERVERS) await waitSubscriptions(servers[name], hi)
+  for (const name of names) await waitSubscriptions(servers[name], hi * paths.length)
   log(`connected sockets ${lo}–${hi - 1} on every server (${((now() - started) / 1000).toFixed(1)} s)`)
 }
 
@@ -368,24 +426,6 @@ async function fanOutPhase(results) {
     )
     await unsubscribeAll(servers, gens, 0, nSmall, MULTI_PATHS, nSmall)
   }
-  if (runs('user')) {
-    await subscribeAll(servers, gens, 0, nSmall, ['/mine'])
-    const cases = VARIANTS.flatMap((variant) => [
-      { key: `${variant.id}:public`, variant, path: '/items', access: 'public' },
-      { key: `${variant.id}:per-user`, variant, path: '/mine', access: 'per-user' },
-    ])
-    results.scenarios.push(
-      await scenario(servers, gens, {
-        id: 'user',
-        title: `public vs per-user resource, ${nSmall.toLocaleString('en')} subscribers (distinct cookies)`,
-        cases,
-        lo: 0,
-        hi: nSmall,
-      }),
-    )
-    await unsubscribeAll(servers, gens, 0, nSmall, ['/mine'], nSmall)
-  }
-
   await grow(servers, gens, nSmall, nBurst)
   const memBefore = await memory(servers)
   if (runs('burst')) {
@@ -427,6 +467,34 @@ async function fanOutPhase(results) {
       `warning: generators saw ${errors} error frames or early closes: ${genCounters.map((c) => c.firstError).filter(Boolean)[0] ?? ''}`,
     )
   for (const name of SERVERS) await all(gens, 'close', { system: name }, 60_000)
+  await Promise.all([...Object.values(servers), ...gens].map((c) => c.stop()))
+}
+
+/**
+ * Per-user views: N users (N = CONFIG.userN), each with its own cookie, subscribed to `/mine`, whose
+ * GET answers a ~1 KB view of that user's rows. One POST → N views → N pushes, on every system.
+ */
+async function userPhase(results) {
+  const servers = {}
+  for (const name of USER_SERVERS) servers[name] = await startServer(name)
+  const gens = startGenerators(CONFIG.generators)
+  log(`per-user phase: ${USER_SERVERS.join(', ')}`)
+  let lo = 0
+  for (const n of USERS ?? CONFIG.userN) {
+    await grow(servers, gens, lo, n, USER_SERVERS, ['/mine'])
+    lo = n
+    results.scenarios.push(
+      await scenario(servers, gens, {
+        id: `user-${n}`,
+        title: `one change to a per-user view, ${n.toLocaleString('en')} users (distinct cookies)`,
+        cases: USER_VARIANTS.map((variant) => ({ key: variant.id, variant, path: '/mine' })),
+        lo: 0,
+        hi: n,
+        rounds: n >= 5000 ? CONFIG.userRoundsLarge : CONFIG.rounds,
+      }),
+    )
+  }
+  for (const name of USER_SERVERS) await all(gens, 'close', { system: name }, 60_000)
   await Promise.all([...Object.values(servers), ...gens].map((c) => c.stop()))
 }
 
@@ -595,9 +663,12 @@ async function main() {
         ? `npm run bench${argv.length ? ` -- ${argv.join(' ')}` : ''}`
         : `node bench/run.mjs${argv.length ? ` ${argv.join(' ')}` : ''}`,
   }
-  const phases = ['one', 'paths', 'user', 'burst', 'large', 'memory']
+  const phases = ['one', 'paths', 'burst', 'large', 'memory']
   if (phases.some(runs)) await fanOutPhase(results)
+  if (runs('user')) await userPhase(results)
   if (runs('polling')) await pollingPhase(results)
+  if (runs('scale')) results.scale = await scalePhase({ quick: QUICK, log })
+  if (runs('backplane')) results.backplane = await backplanePhase({ quick: QUICK, log })
   results.seconds = (now() - startedAt) / 1000
   if (PROFILE) results.profiles = profiles
 

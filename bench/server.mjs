@@ -17,6 +17,7 @@ import { writeFileSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { WebSocketServer, Sender } from 'ws'
 import { now, sidOf, stateBody, serveCommands, SERVER_HOST } from './lib.mjs'
+import { floorFanOut } from './floor.mjs'
 
 const system = process.argv[2]
 const trackBytes = process.argv.includes('--track-bytes')
@@ -35,7 +36,7 @@ const view = (p, sid) => {
   return stateBody(p, s.it, s.ts, sid === undefined ? undefined : `u${sid}`)
 }
 const etagOf = (p) => `"i${stateOf(p).it}"`
-const isPublicPath = (p) => p === '/items' || /^\/[pb]\/\d$/.test(p)
+const isPublicPath = (p) => p === '/items' || /^\/[pb]\/\d+$/.test(p)
 
 /** Applies a POST to the state; returns the paths it changed (undefined: not a known route). */
 function applyPost(url, it) {
@@ -44,7 +45,7 @@ function applyPost(url, it) {
     for (const p of BURST_PATHS) touch(p, it, ts)
     return BURST_PATHS
   }
-  if (url === '/items' || url === '/mine' || /^\/p\/\d$/.test(url)) {
+  if (url === '/items' || url === '/mine' || /^\/p\/\d+$/.test(url)) {
     touch(url, it, ts)
     return [url]
   }
@@ -63,17 +64,19 @@ let countRequests = { gets: 0, replays: 0, posts: 0 }
 let rawFrames = 0 // frames the raw ws server wrote (the hub counts its own)
 let handoffs = [] // see takeHandoffs
 let subscriptionCount = () => 0
+/** What a POST handler calls with the paths it changed: the floor's fan-out (listenjs: the hub does it). */
+let changed = () => {}
 let hub
 let httpServer
 
 // ---------------------------------------------------------------------------------------------
 // listenjs apps
 
-async function fastifyApp() {
+async function fastifyApp({ floor } = {}) {
   const { default: Fastify } = await import('fastify')
   const { default: listenjs, isReplay } = await import('listenjs/fastify')
   const app = Fastify({ logger: false })
-  await app.register(listenjs, hubOptions)
+  if (!floor) await app.register(listenjs, hubOptions)
   app.addHook('onRequest', (request, _reply, done) => {
     if (isReplay(request)) countRequests.replays++
     else if (request.method === 'GET') countRequests.gets++
@@ -91,7 +94,7 @@ async function fastifyApp() {
   app.get('/b/:k', publicRoute, async (request) => view(`/b/${request.params.k}`))
   app.get('/mine', async (request) => view('/mine', sidOf(request.headers.cookie)))
   const post = async (request, reply) => {
-    applyPost(request.url, request.body.it)
+    changed(applyPost(request.url, request.body.it))
     reply.code(201)
     return { ok: true }
   }
@@ -104,18 +107,18 @@ async function fastifyApp() {
   return app.server
 }
 
-async function expressApp() {
+async function expressApp({ floor } = {}) {
   const { default: express } = await import('express')
   const { listenjs, isReplay } = await import('listenjs/express')
   const app = express()
-  const live = listenjs(hubOptions)
+  const live = floor ? undefined : listenjs(hubOptions)
   app.use((req, _res, next) => {
     if (isReplay(req)) countRequests.replays++
     else if (req.method === 'GET') countRequests.gets++
     else countRequests.posts++
     next()
   })
-  app.use(live)
+  if (live) app.use(live)
   app.use(express.json())
   app.get('/items', (req, res) => {
     res.locals.listenjs = { public: true }
@@ -128,7 +131,7 @@ async function expressApp() {
   })
   app.get('/mine', (req, res) => res.json(view('/mine', sidOf(req.headers.cookie))))
   const post = (req, res) => {
-    applyPost(req.path, req.body.it)
+    changed(applyPost(req.path, req.body.it))
     res.status(201).json({ ok: true })
   }
   app.post(['/items', '/p/:k', '/mine'], post)
@@ -139,25 +142,25 @@ async function expressApp() {
   const server = await new Promise((resolve) => {
     const s = app.listen(0, SERVER_HOST, () => resolve(s))
   })
-  live.attach(server)
-  hub = live.hub
+  live?.attach(server)
+  hub = live?.hub
   return server
 }
 
-async function koaApp() {
+async function koaApp({ floor } = {}) {
   const { default: Koa } = await import('koa')
   const { Router } = await import('@koa/router')
   const { bodyParser } = await import('@koa/bodyparser')
   const { listenjs, isReplay } = await import('listenjs/koa')
   const app = new Koa()
-  const live = listenjs(hubOptions)
+  const live = floor ? undefined : listenjs(hubOptions)
   app.use((ctx, next) => {
     if (isReplay(ctx)) countRequests.replays++
     else if (ctx.method === 'GET') countRequests.gets++
     else countRequests.posts++
     return next()
   })
-  app.use(live.middleware)
+  if (live) app.use(live.middleware)
   app.use(bodyParser())
   const router = new Router()
   router.get('/items', (ctx) => {
@@ -177,7 +180,7 @@ async function koaApp() {
     ctx.body = view('/mine', sidOf(ctx.get('cookie')))
   })
   const post = (ctx) => {
-    applyPost(ctx.path, ctx.request.body.it)
+    changed(applyPost(ctx.path, ctx.request.body.it))
     ctx.status = 201
     ctx.body = { ok: true }
   }
@@ -192,8 +195,8 @@ async function koaApp() {
   const server = await new Promise((resolve) => {
     const s = app.listen(0, SERVER_HOST, () => resolve(s))
   })
-  live.attach(server)
-  hub = live.hub
+  live?.attach(server)
+  hub = live?.hub
   return server
 }
 
@@ -231,14 +234,55 @@ function postHandler(done) {
 const FRAME_OPTIONS = { fin: true, opcode: 1, mask: false, readOnly: true, rsv1: false }
 const preFrame = (text) => Buffer.concat(Sender.frame(Buffer.from(text), FRAME_OPTIONS))
 
-async function rawApp() {
-  const subscribers = new Map() // path → Set<ws>
-  const dataText = (p, sid) => JSON.stringify({ type: 'data', path: p, json: view(p, sid) })
+/**
+ * The raw baselines' WebSocket endpoint (`/ws`): `{"type":"subscribe","path":…}` adds the socket to
+ * `subscribers` (path → Set<ws>) and answers with a snapshot; a socket keeps its `sid` and the headers
+ * a replay would forward (`forward`).
+ */
+function attachRawWs(server, subscribers) {
   subscriptionCount = () => {
     let n = 0
     for (const set of subscribers.values()) n += set.size
     return n
   }
+  const wss = new WebSocketServer({ server, path: '/ws', perMessageDeflate: false })
+  wss.on('connection', (ws, req) => {
+    ws.sid = sidOf(req.headers.cookie)
+    ws.forward = {
+      host: req.headers.host,
+      cookie: req.headers.cookie,
+      'user-agent': req.headers['user-agent'],
+    }
+    ws.paths = new Set()
+    ws.on('message', (data) => {
+      const message = JSON.parse(data.toString('utf8'))
+      const p = message.path
+      if (message.type === 'subscribe') {
+        let set = subscribers.get(p)
+        if (!set) subscribers.set(p, (set = new Set()))
+        set.add(ws)
+        ws.paths.add(p)
+        const snapshot = {
+          type: 'data',
+          path: p,
+          snapshot: true,
+          json: view(p, isPublicPath(p) ? undefined : ws.sid),
+        }
+        ws.send(JSON.stringify(snapshot))
+      } else if (message.type === 'unsubscribe') {
+        subscribers.get(p)?.delete(ws)
+        ws.paths.delete(p)
+      }
+    })
+    ws.on('close', () => {
+      for (const p of ws.paths) subscribers.get(p)?.delete(ws)
+    })
+  })
+}
+
+async function rawApp() {
+  const subscribers = new Map() // path → Set<ws>
+  const dataText = (p, sid) => JSON.stringify({ type: 'data', path: p, json: view(p, sid) })
   const fanOut = (paths, query) => {
     const frameMode = query.get('mode') !== 'send'
     if (paths.length === 1 && !isPublicPath(paths[0])) {
@@ -282,38 +326,11 @@ async function rawApp() {
     postHandler((paths, query) => {
       fanOut(paths, query)
       // As the hub's `push` event does for listenjs: every frame is in the kernel now.
-      for (const p of paths) handoffs.push(now() - stateOf(p).ts)
+      if (trackBytes) for (const p of paths) handoffs.push(now() - stateOf(p).ts)
       for (const p of paths) rawFrames += subscribers.get(p)?.size ?? 0
     }),
   )
-  const wss = new WebSocketServer({ server, path: '/ws', perMessageDeflate: false })
-  wss.on('connection', (ws, req) => {
-    ws.sid = sidOf(req.headers.cookie)
-    ws.paths = new Set()
-    ws.on('message', (data) => {
-      const message = JSON.parse(data.toString('utf8'))
-      const p = message.path
-      if (message.type === 'subscribe') {
-        let set = subscribers.get(p)
-        if (!set) subscribers.set(p, (set = new Set()))
-        set.add(ws)
-        ws.paths.add(p)
-        const snapshot = {
-          type: 'data',
-          path: p,
-          snapshot: true,
-          json: view(p, isPublicPath(p) ? undefined : ws.sid),
-        }
-        ws.send(JSON.stringify(snapshot))
-      } else if (message.type === 'unsubscribe') {
-        subscribers.get(p)?.delete(ws)
-        ws.paths.delete(p)
-      }
-    })
-    ws.on('close', () => {
-      for (const p of ws.paths) subscribers.get(p)?.delete(ws)
-    })
-  })
+  attachRawWs(server, subscribers)
   await new Promise((resolve) => server.listen(0, SERVER_HOST, resolve))
   return server
 }
@@ -362,9 +379,41 @@ async function sioApp() {
   return server
 }
 
+/**
+ * The floor of the replay model: the framework (no listenjs) serves each subscriber's `GET` to a bare
+ * in-process request (see bench/floor.mjs), and each answer goes out as one pre-framed buffer.
+ */
+function floorApp(build) {
+  return async () => {
+    const server = await build({ floor: true })
+    const subscribers = new Map()
+    attachRawWs(server, subscribers)
+    changed = (paths) => {
+      for (const p of paths ?? []) {
+        const set = subscribers.get(p)
+        if (!set) continue
+        countRequests.replays += set.size
+        void floorFanOut(server, set, p, (ws, text) => ws._socket.write(preFrame(text))).then(() => {
+          rawFrames += set.size
+        })
+      }
+    }
+    return server
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
-const builders = { fastify: fastifyApp, express: expressApp, koa: koaApp, raw: rawApp, sio: sioApp }
+const builders = {
+  fastify: fastifyApp,
+  express: expressApp,
+  koa: koaApp,
+  raw: rawApp,
+  sio: sioApp,
+  'floor-fastify': floorApp(fastifyApp),
+  'floor-express': floorApp(expressApp),
+  'floor-koa': floorApp(koaApp),
+}
 if (!builders[system]) throw new Error(`unknown system ${system}`)
 httpServer = await builders[system]()
 if (hub) subscriptionCount = () => hub.stats().subscriptions
@@ -372,7 +421,9 @@ if (hub) subscriptionCount = () => hub.stats().subscriptions
 // Server-side staleness (polling comparison): the hub's `push` event fires when a change's fan-out
 // loop has handed its last frame to the kernel; this is the time from the handler that made the
 // change to that moment.
-hub?.on('push', (event) => handoffs.push(now() - stateOf(event.path).ts))
+// Only the polling comparison reads it (servers started with --track-bytes): elsewhere the listener
+// would be benchmark work billed to listenjs alone.
+if (trackBytes) hub?.on('push', (event) => handoffs.push(now() - stateOf(event.path).ts))
 
 // Bytes on the wire, counted at the socket level, for client sockets only (the orchestrator's POSTs
 // come from 127.0.0.1; the load generators use 127.0.0.2–9).
@@ -417,23 +468,40 @@ serveCommands({
     const { heapUsed, rss, external, arrayBuffers } = process.memoryUsage()
     return { heapUsed, rss, external, arrayBuffers }
   },
+  // A window: `cpuStart` collects earlier garbage (`collect`: true for a full GC, 'minor' for a
+  // scavenge of the young generation) and waits for V8's concurrent sweeping (`settleMs`) outside
+  // it; `cpuStop({ collect })` ends it only after such a GC and the same settling, inside it, so the
+  // garbage the window made is billed to it (a GC of a clean heap still costs something: the
+  // empty-window calibration, measured the same way, holds that). `open` is the window up to the
+  // moment cpuStop was called, without that GC.
   cpuStart: async ({ collect = true, settleMs = 0, tag } = {}) => {
-    if (collect) gc() // outside the window, so no collection of earlier garbage is billed to this one
+    // outside the window, so no collection of earlier garbage is billed to this one
+    if (collect) gc(collect === 'minor' ? { type: 'minor' } : undefined)
     if (settleMs) await new Promise((resolve) => setTimeout(resolve, settleMs))
     windowTag = profiling && tag !== undefined ? tag : undefined
     if (windowTag !== undefined) await profiler.post('Profiler.start')
     cpuAt = process.cpuUsage()
     return true
   },
-  cpuStop: async () => {
-    const d = process.cpuUsage(cpuAt)
+  cpuStop: async ({ collect = false, settleMs = 0 } = {}) => {
+    const open = process.cpuUsage(cpuAt)
+    if (collect) {
+      gc(collect === 'minor' ? { type: 'minor' } : undefined)
+      if (settleMs) await new Promise((resolve) => setTimeout(resolve, settleMs))
+    }
+    const d = collect ? process.cpuUsage(cpuAt) : open
     if (windowTag !== undefined) {
       const { profile } = await profiler.post('Profiler.stop')
       if (!windowProfiles.has(windowTag)) windowProfiles.set(windowTag, [])
       windowProfiles.get(windowTag).push(profile)
       windowTag = undefined
     }
-    return { user: d.user, system: d.system, total: d.user + d.system }
+    return {
+      user: d.user,
+      system: d.system,
+      total: d.user + d.system,
+      open: { user: open.user, system: open.system, total: open.user + open.system },
+    }
   },
   counters: () => ({
     ...byteTotals(),

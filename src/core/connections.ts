@@ -13,7 +13,6 @@ import { CloseCode, parseClientMessage } from './protocol'
 import type { Connection, Subscription } from './registry'
 import {
   contextFromRequest,
-  contextKey,
   upgradeRequestOf,
   withToken,
   type ReplayContext,
@@ -21,15 +20,28 @@ import {
 } from './replay'
 import { isBasePath } from './options'
 import { servedUnder } from './proxy'
-import { publicKey } from './sharing'
+import { groupKey, ownKeyOf, publicKey } from './sharing'
 import type { HubSocket, SocketEvents } from './socket'
 import type { Subscriptions } from './subscriptions'
 
-/** One open socket: its record, and the events its transport reports (methods, no closures). */
+/**
+ * `text` (Latin-1) as one flat string. A string built by concatenation (as `randomUUID` builds its
+ * result) is kept as a pair of strings, and its flat copy made later is kept besides: 32 bytes more
+ * for every socket.
+ */
+const flat = (text: string): string => Buffer.from(text, 'latin1').toString('latin1')
+
+/** The length of what `groupKey.own` puts before a context key. */
+const OWN_PREFIX = groupKey.own('').length
+
+/**
+ * One open socket: its record, and the events its transport reports (methods, no closures). What can
+ * be derived is not kept: the replay context is made from `request` when a replay needs it, and the
+ * context key is read off `ownKey`.
+ */
 class Link implements Connection, SocketEvents {
-  readonly id = randomUUID()
-  context: ReplayContext
-  contextKey: string
+  readonly id = flat(randomUUID())
+  ownKey: string
   publicKey: string
   readonly prefix: string
   readonly subscriptions = new Map<string, Subscription>()
@@ -46,8 +58,7 @@ class Link implements Connection, SocketEvents {
     readonly socket: HubSocket,
     public request: UpgradeRequest,
   ) {
-    this.context = contextFromRequest(request)
-    this.contextKey = contextKey(this.context)
+    this.ownKey = ownKeyOf(request)
     this.publicKey = publicKey(request, owner.kernel.options.trustProxy)
     const { options } = owner.kernel
     this.tokens = options.limits.messageBurst
@@ -58,6 +69,13 @@ class Link implements Connection, SocketEvents {
       options.basePath,
       isBasePath,
     )
+  }
+
+  get context(): ReplayContext {
+    return contextFromRequest(this.request)
+  }
+  get contextKey(): string {
+    return this.ownKey.slice(OWN_PREFIX)
   }
 
   onMessage(data: Buffer, isBinary: boolean): void {
@@ -74,8 +92,53 @@ class Link implements Connection, SocketEvents {
   }
 }
 
+/** Header values that are one socket's own: not worth keeping in {@link CommonStrings}. */
+const OWN_HEADERS = new Set(['sec-websocket-key', 'cookie', 'authorization'])
+
+/**
+ * Strings that many sockets have in common: most header values of an upgrade (Host, User-Agent,
+ * Origin, the WebSocket ones), its URL, and the address of a proxy. A socket keeps the equal string
+ * kept here already, not its own copy (hundreds of bytes per socket). Bounded: at most `limit`
+ * strings of at most `maxLength` characters, the oldest going first.
+ */
+class CommonStrings {
+  private readonly kept = new Map<string, string>()
+
+  constructor(
+    private readonly limit = 512,
+    private readonly maxLength = 256,
+  ) {}
+
+  /** `text`, or the equal string kept already. */
+  share(text: string): string {
+    if (text.length > this.maxLength) return text
+    const kept = this.kept.get(text)
+    if (kept !== undefined) return kept
+    if (this.kept.size >= this.limit) this.kept.delete(this.kept.keys().next().value as string)
+    this.kept.set(text, text)
+    return text
+  }
+
+  /** What a socket keeps of its upgrade request, its strings shared (equal values, the same object). */
+  request(req: IncomingMessage): UpgradeRequest {
+    const request = upgradeRequestOf(req)
+    const { headers } = request
+    for (const name in headers) {
+      const value = headers[name]
+      if (typeof value === 'string' && !OWN_HEADERS.has(name)) headers[name] = this.share(value)
+    }
+    return {
+      headers,
+      url: this.share(request.url),
+      remoteAddress: this.share(request.remoteAddress),
+      encrypted: request.encrypted,
+    }
+  }
+}
+
 export class Connections {
   private readonly open = new Map<string, Connection>()
+  private readonly common = new CommonStrings()
   /** Sockets that have not sent a message yet, with their deadline, oldest first. */
   private readonly silent = new Map<Connection, number>()
   private silentTimer: NodeJS.Timeout | undefined
@@ -103,7 +166,7 @@ export class Connections {
 
   /** Takes a new socket: welcomes it and starts its first-message deadline. */
   opened(socket: HubSocket, req: IncomingMessage): SocketEvents {
-    const link = new Link(this, socket, upgradeRequestOf(req))
+    const link = new Link(this, socket, this.common.request(req))
     this.open.set(link.id, link)
     this.expectFirstMessage(link)
     const { intervalMs, timeoutMs } = this.kernel.options.heartbeat

@@ -22,6 +22,16 @@ export interface Delivery {
   readonly origin?: { readonly id: string; readonly frame: () => Buffer }
 }
 
+/**
+ * The same string, as V8 keeps it for good (interned, so never in the young generation). Every
+ * recipient's subscription keeps the version it was sent: with a fresh string, each of those
+ * thousands of writes is a pointer from an old object to a young one, which the write barrier
+ * records and every scavenge then visits until the string is promoted.
+ */
+function lasting(text: string): string {
+  return Object.keys({ [text]: 0 })[0] ?? text
+}
+
 export class FanOut {
   constructor(
     private readonly kernel: Kernel,
@@ -30,7 +40,12 @@ export class FanOut {
 
   /** Sends `delivery` to the members of `groups` (see the module comment); emits `push`. */
   send(resource: Resource, groups: Iterable<Group>, delivery: Delivery): void {
-    const { frame, version, seq, hold, origin } = delivery
+    const { frame, seq, hold, origin } = delivery
+    const version = lasting(delivery.version)
+    const { path } = resource
+    const { outbox } = this
+    // The writer's connection id, or one no connection has.
+    const originId = origin === undefined ? undefined : origin.id
     let recipients = 0
     let tagged: Buffer | undefined
     for (const group of groups) {
@@ -40,11 +55,11 @@ export class FanOut {
         if (subscription.version === version) continue
         subscription.version = version
         const { connection } = subscription
-        const own = origin !== undefined && connection.id === origin.id
-        this.outbox.send(connection, resource.path, own ? (tagged ??= origin.frame()) : frame, hold)
+        if (connection.id === originId) outbox.send(connection, path, (tagged ??= origin!.frame()), hold)
+        else outbox.send(connection, path, frame, hold)
         recipients++
       }
     }
-    if (recipients > 0) this.kernel.emit('push', { path: resource.path, version, recipients })
+    if (recipients > 0) this.kernel.emit('push', { path, version, recipients })
   }
 }

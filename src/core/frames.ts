@@ -17,17 +17,25 @@ const JSON_TYPE = /^\s*(application\/([\w.+-]*\+)?json|text\/json)\s*(;|$)/i
 
 /** Whether a replay body of `contentType` is delivered as JSON. */
 export function isJsonType(contentType: string | undefined): boolean {
-  return contentType !== undefined && JSON_TYPE.test(contentType)
+  if (contentType === undefined) return false
+  // Most answers of an app carry the same one or two types: the last one is remembered.
+  if (contentType !== lastType) {
+    lastType = contentType
+    lastIsJson = JSON_TYPE.test(contentType)
+  }
+  return lastIsJson
 }
+let lastType: string | undefined
+let lastIsJson = false
 
 /**
- * A `data` frame for `body` as a replay answered it. `origin` is the connection whose own write
- * caused the change, when exactly one did.
+ * A `data` frame for `body` as a replay answered it (decoded as UTF-8). `origin` is the connection
+ * whose own write caused the change, when exactly one did.
  */
 export function dataFrame(
   path: string,
   version: string,
-  body: Buffer,
+  body: string,
   contentType: string | undefined,
   snapshot: boolean,
   origin?: string,
@@ -36,9 +44,19 @@ export function dataFrame(
     snapshot ? ',"snapshot":true' : ''
   }${origin === undefined ? '' : `,"origin":${JSON.stringify(origin)}`},`
   if (body.length === 0) return Buffer.from(`${head}"json":null}`)
-  const text = body.toString('utf8')
-  if (isJsonType(contentType) && isOneJsonValue(text)) return Buffer.from(`${head}"json":${text}}`)
-  return Buffer.from(`${head}"text":${JSON.stringify(text)}}`)
+  if (isJsonType(contentType) && isOneJsonValue(body)) return spliced(`${head}"json":`, body)
+  return Buffer.from(`${head}"text":${JSON.stringify(body)}}`)
+}
+
+/** `head`, `body` and a closing brace, written straight into one buffer (no joined string). */
+function spliced(head: string, body: string): Buffer {
+  const headBytes = Buffer.byteLength(head)
+  const bodyBytes = Buffer.byteLength(body)
+  const frame = Buffer.allocUnsafe(headBytes + bodyBytes + 1)
+  frame.write(head, 0)
+  frame.write(body, headBytes)
+  frame[headBytes + bodyBytes] = 0x7d // }
+  return frame
 }
 
 /** A `data` frame for a payload given to `notify(path, payload)`, already serialized. */

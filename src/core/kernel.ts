@@ -8,7 +8,15 @@ import { AsyncResource } from 'node:async_hooks'
 import type { HubEvents } from './types'
 import type { ResolvedOptions } from './options'
 import { Registry } from './registry'
-import { failedReplay, replayGet, type Dispatch, type ReplayContext, type ReplayResult } from './replay'
+import {
+  failedReplay,
+  replayDeadlines,
+  replayGet,
+  type Dispatch,
+  type ReplayContext,
+  type ReplayLimits,
+  type ReplayResult,
+} from './replay'
 import { FairQueue } from './scheduler'
 
 /** Emits a hub event; a listener that throws is logged, never rethrown. */
@@ -28,6 +36,8 @@ export class Kernel {
   replays = 0
   /** Numbers every replay in the order replays start (see `Subscription.seq`). */
   private seq = 0
+  /** The body bound and the timeouts of every replay. */
+  private readonly limits: ReplayLimits
 
   constructor(
     readonly options: ResolvedOptions,
@@ -38,6 +48,10 @@ export class Kernel {
       options.limits.replaysInFlightPerConnection,
       (job) => this.scope.runInAsyncScope(job),
     )
+    this.limits = {
+      maxBodyBytes: options.maxBodyBytes,
+      deadlines: replayDeadlines(options.replayTimeoutMs, (set) => this.inScope(set)),
+    }
   }
 
   /** The next replay's start number. */
@@ -49,25 +63,27 @@ export class Kernel {
    * Whether other replays are running or waiting: their frames may reach the same sockets in this
    * turn, so a socket's frames are held to leave together. Otherwise each is written at once, and
    * the kernel starts sending while the fan-out goes on. `inQueue`: the caller is itself a replay.
+   * `owner`: only that connection's replays count (those of a group are charged to one of its
+   * members, so a group's other changes queue there; a thousand users' own views, each charged to
+   * its own connection, are each written at once instead of all held to the end of the turn).
    */
-  moreFramesComing(inQueue: boolean): boolean {
-    return this.queue.inFlight + this.queue.size > (inQueue ? 1 : 0)
+  moreFramesComing(inQueue: boolean, owner?: object): boolean {
+    const pending = owner === undefined ? this.queue.inFlight + this.queue.size : this.queue.pendingIn(owner)
+    return pending > (inQueue ? 1 : 0)
   }
 
   /** Replays `GET path` with `context` through the attached server; never rejects. */
-  async replay(context: ReplayContext, path: string): Promise<ReplayResult> {
+  replay(context: ReplayContext, path: string): Promise<ReplayResult> {
     const { dispatch, options } = this
     if (!dispatch) {
       options.logger.error({ path }, 'listenjs: cannot replay before attach(server)')
-      return failedReplay(503, 'error')
+      return Promise.resolve(failedReplay(503, 'error'))
     }
-    const result = await replayGet(dispatch, context, path, {
-      timeoutMs: options.replayTimeoutMs,
-      maxBodyBytes: options.maxBodyBytes,
+    return replayGet(dispatch, context, path, this.limits).then((result) => {
+      this.replays++
+      if (result.failure) options.logger.warn({ path, failure: result.failure }, 'listenjs: replay failed')
+      return result
     })
-    this.replays++
-    if (result.failure) options.logger.warn({ path, failure: result.failure }, 'listenjs: replay failed')
-    return result
   }
 
   /** Runs `fn` in the hub's async scope (timers set there do not keep a request's context). */

@@ -254,6 +254,7 @@ function fill(
  * that is not a string, a syntax not understood)
  */
 export function fillRoute(template: string, params: Readonly<Record<string, unknown>>): string | undefined {
+  if (STATIC_TEMPLATE.test(template)) return staticRoute(template)
   const tokens = parseTemplate(template, params)
   if (tokens === undefined) return undefined
   const path = fill(tokens, params)
@@ -320,4 +321,18 @@ export function nearestKeyable(path: string, maxLength: number): string {
     if (checkPath(candidate, maxLength) === undefined) return candidate
   }
   return '/'
+}
+
+/** A template with no syntax of either router: it names one path, whatever the params. */
+const STATIC_TEMPLATE = /^[^\\:*{}()?]*$/
+/** Static templates already encoded (an app has a bounded number of routes; the cache is bounded too). */
+const staticRoutes = new Map<string, string | undefined>()
+const MAX_STATIC_ROUTES = 1000
+
+function staticRoute(template: string): string | undefined {
+  const known = staticRoutes.get(template)
+  if (known !== undefined || staticRoutes.has(template)) return known
+  const path = encodeText(template)
+  if (staticRoutes.size < MAX_STATIC_ROUTES) staticRoutes.set(template, path)
+  return path
 }

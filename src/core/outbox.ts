@@ -18,22 +18,32 @@ export class Outbox {
   /** Sockets closed with 4509. */
   slowClosed = 0
 
-  constructor(private readonly kernel: Kernel) {}
+  /** `limits.softPendingBytes` (options never change). */
+  private readonly soft: number
+
+  constructor(private readonly kernel: Kernel) {
+    this.soft = kernel.options.limits.softPendingBytes
+  }
 
   /**
    * Sends a frame about `path` to one socket, or parks it while the socket is slow. `hold`: more
-   * frames are likely to follow in this turn (see `HubSocket.send`).
+   * frames are likely to follow in this turn (see `HubSocket.send`). Kept small: it runs once per
+   * recipient of every fan-out.
    */
   send(connection: Connection, path: string, frame: Buffer, hold = false): void {
     if (connection.closed) return
-    const { softPendingBytes, hardPendingBytes } = this.kernel.options.limits
-    let parked = connection.parked
-    if (parked === undefined && connection.socket.bufferedAmount() <= softPendingBytes) {
+    if (connection.parked === undefined && connection.socket.bufferedAmount() <= this.soft) {
       connection.socket.send(frame, hold)
       this.messagesSent++
       return
     }
-    parked ??= connection.parked = new Map()
+    this.park(connection, path, frame)
+  }
+
+  /** Parks `frame` as the newest about `path` for a slow socket; closes it with 4509 past the hard limit. */
+  private park(connection: Connection, path: string, frame: Buffer): void {
+    const { hardPendingBytes } = this.kernel.options.limits
+    const parked = (connection.parked ??= new Map())
     const older = parked.get(path)
     if (older) {
       parked.delete(path)

@@ -43,10 +43,11 @@ export class Pushes {
     group.state = 'queued'
     // Charged to a member's connection: one connection's many groups take one turn at a time.
     const first = group.members.values().next().value as Subscription
-    group.ticket = this.kernel.queue.push(first.connection, () => this.run(group))
+    group.ticket = this.kernel.queue.push(first.connection, () => this.run(group, first.connection))
   }
 
-  private async run(group: Group): Promise<void> {
+  /** Replays `group`; `owner` is the connection its replay is charged to. */
+  private async run(group: Group, owner: object): Promise<void> {
     group.ticket = undefined
     const first = group.members.values().next()
     if (first.done || this.kernel.closing) {
@@ -64,19 +65,25 @@ export class Pushes {
     const result = await this.kernel.replay(context, group.resource.target)
     group.state = 'idle'
     if (this.kernel.closing || group.members.size === 0) return
-    this.deliver(group, result, seq, origin)
+    this.deliver(group, result, seq, origin, owner)
     if (group.dirty) this.schedule(group, null)
   }
 
   /** Acts on a push replay's answer, once the group may take it; `seq` numbers the replay. */
-  private deliver(group: Group, result: ReplayResult, seq: number, origin: string | null): void {
+  private deliver(
+    group: Group,
+    result: ReplayResult,
+    seq: number,
+    origin: string | null,
+    owner: object,
+  ): void {
     const { resource } = group
     const { path } = resource
     const { status } = result
     if (status >= 500 || status === 429 || status === 408) return this.retryLater(group, result, origin)
     group.attempts = 0
     if (verdict(group.kind, result) === 'split') return this.split(group, origin)
-    const hold = this.kernel.moreFramesComing(true)
+    const hold = this.kernel.moreFramesComing(true, owner)
     if (status >= 200 && status <= 299) {
       this.kernel.registry.aliasAll(resource, result.aliases)
       const { version, body, contentType } = result

@@ -10,10 +10,16 @@ export interface Connection {
   readonly socket: HubSocket
   /** What is kept of the upgrade request (with the token of the last `auth`), for `identify` and replays. */
   request: UpgradeRequest
-  /** The replay context of `request` (SPEC §2.9). */
-  context: ReplayContext
+  /** The replay context of `request` (SPEC §2.9), made from it when asked for. */
+  readonly context: ReplayContext
   /** The key of `context`: equal keys, interchangeable replays. */
-  contextKey: string
+  readonly contextKey: string
+  /**
+   * The key of the group of its own request (`groupKey.own(contextKey)`): one string per socket,
+   * shared by the identity of each of its subscriptions (and the key its snapshot flights are filed
+   * under); set again with `request` when the credentials change.
+   */
+  ownKey: string
   /** The key of what may change a public body for this socket (Host, scheme); see `sharing.ts`. */
   publicKey: string
   /**
@@ -36,11 +42,14 @@ export interface Connection {
 /** One socket's subscription to one path (with query). */
 export interface Subscription {
   readonly connection: Connection
+  /** The path (and query) as subscribed: `resource.path`, the same string for every subscriber. */
   readonly path: string
   readonly resource: Resource
   /**
    * The key of the group this subscription belongs in (see `sharing.ts`); it may sit in its `own`
-   * group for a while when a shared answer could not be shared.
+   * group for a while when a shared answer could not be shared. The connection's `ownKey`, or the key
+   * of the resource's group of that identity when there is one: a string shared, not one per
+   * subscription.
    */
   readonly identity: string
   /** The group it is in; undefined while its snapshot is pending. */
@@ -85,7 +94,7 @@ export interface Group {
 
 /** A snapshot replay shared by the subscribers with one replay context that arrive while it is on. */
 export interface SnapshotFlight {
-  /** The context key it is filed under in `Resource.flights`. */
+  /** The key it is filed under in `Resource.flights`: its subscribers' `ownKey` (their context's). */
   readonly key: string
   readonly subscribers: Set<Subscription>
   readonly context: ReplayContext
@@ -111,6 +120,11 @@ export interface Resource {
   readonly flights: Map<string, SnapshotFlight>
   /** Other pathnames that reach it: the router's canonical path and `Content-Location` of its GET. */
   aliases: Set<string> | undefined
+  /**
+   * The version its last snapshot answered: the subscribers that get an equal version keep this one
+   * string, not one each (see {@link Registry.version}).
+   */
+  version: string | undefined
 }
 
 /** The most aliases one resource keeps (each is what the app itself said about the path). */
@@ -155,11 +169,23 @@ export class Registry {
         pending: new Set(),
         flights: new Map(),
         aliases: undefined,
+        version: undefined,
       }
       this.resources.set(key, resource)
       this.index(pathname, resource)
     }
     return resource
+  }
+
+  /**
+   * `version`, answered by a snapshot replay of `resource`, as the string its subscribers keep: the
+   * one kept already when it is equal (every subscriber of a shared resource then holds one string,
+   * where each snapshot replay made its own), else `version`, kept for the next snapshot.
+   */
+  version(resource: Resource, version: string): string {
+    if (resource.version === version) return resource.version
+    resource.version = version
+    return version
   }
 
   /** Indexes a new subscription: on its connection and as waiting for its snapshot. */

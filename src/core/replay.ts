@@ -1,7 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { createHash } from 'node:crypto'
+import { createHash, hash } from 'node:crypto'
 import type { IncomingHttpHeaders, IncomingMessage, Server, ServerResponse } from 'node:http'
-import { inject } from './inject'
+import { Deadlines } from './deadlines'
+import { inject, type Answer, type NoAnswer } from './inject'
 
 /**
  * What a replay forwards of its subscriber: the headers of SPEC §2.9, the real remote address and
@@ -16,7 +17,8 @@ export interface ReplayContext {
 /** What a replay answered. `failure` is set when there is no usable answer (counted as a 5xx). */
 export interface ReplayResult {
   readonly status: number
-  readonly body: Buffer
+  /** The body, decoded as UTF-8 (what a frame carries). */
+  readonly body: string
   readonly contentType: string | undefined
   readonly version: string
   /** The route declared the resource public (route option `public: true`) on this very answer. */
@@ -35,14 +37,25 @@ export type Dispatch = (req: IncomingMessage, res: ServerResponse) => void
 /** Headers a replay forwards from the subscriber's upgrade request (plus every `x-forwarded-*`). */
 const FORWARDED_HEADERS = ['host', 'cookie', 'authorization', 'accept', 'accept-language', 'user-agent']
 
-/** What the app said about a replay it served (read when it answers). */
-interface RouteReport {
-  public: boolean
-  aliases: readonly string[]
+/** What the route said about a replay it served, asked when it has answered. */
+export interface RouteReport {
+  /** Whether the route declared the resource public on this answer. */
+  readonly public: boolean
+  /** The other pathnames it is known by (see {@link ReplayResult.aliases}). */
+  readonly aliases: readonly string[]
 }
 
-/** Replays in flight, keyed by their request: what the route said about itself. */
-const replays = new WeakMap<IncomingMessage, RouteReport>()
+/** A replay in flight: how to ask its route about it, once the tracking middleware has seen it. */
+interface Replaying {
+  describe?: () => RouteReport
+}
+
+/**
+ * Marks a replay's request with what the route said about itself. A symbol no other module can
+ * reach (a property, not a WeakMap entry: those cost the garbage collector at every replay).
+ */
+const REPLAY = Symbol('listenjs.replay')
+type Marked = IncomingMessage & { [REPLAY]?: Replaying }
 
 /**
  * Set while a replay's handler runs, so that changes raised by it can be ignored (no loops). The
@@ -56,7 +69,7 @@ const insideReplay = new AsyncLocalStorage<{ active: boolean }>()
  * or client can forge it.
  */
 export function isReplayRequest(req: IncomingMessage): boolean {
-  return replays.has(req)
+  return (req as Marked)[REPLAY] !== undefined
 }
 
 /** Whether the code running now is serving a replay. */
@@ -65,18 +78,12 @@ export function isInsideReplay(): boolean {
 }
 
 /**
- * Records what a route said about a replay it served: whether it is public, and the other
- * pathnames it is known by (see {@link ReplayResult.aliases}).
+ * How to ask the route that serves the replay `req` what it said about it (see {@link RouteReport}):
+ * called once, when the replay has answered.
  */
-export function markReplayRoute(
-  req: IncomingMessage,
-  route: { public?: boolean } | undefined,
-  aliases: readonly string[],
-): void {
-  const info = replays.get(req)
-  if (!info) return
-  if (route?.public === true) info.public = true
-  info.aliases = aliases
+export function describeReplay(req: IncomingMessage, describe: () => RouteReport): void {
+  const replaying = (req as Marked)[REPLAY]
+  if (replaying) replaying.describe = describe
 }
 
 /**
@@ -118,8 +125,9 @@ export function contextFromRequest(request: UpgradeRequest): ReplayContext {
     const value = request.headers[name]
     if (typeof value === 'string') headers[name] = value
   }
-  for (const [name, value] of Object.entries(request.headers)) {
-    if (name.startsWith('x-forwarded-') && value !== undefined) {
+  for (const name in request.headers) {
+    const value = request.headers[name]
+    if (value !== undefined && name.startsWith('x-forwarded-')) {
       headers[name] = Array.isArray(value) ? value.join(', ') : value
     }
   }
@@ -149,10 +157,13 @@ export function credentialsKey(headers: Readonly<Record<string, string | string[
     .digest('base64url')
 }
 
-/** The version of a body: the route's strong ETag when it has one, else a strong hash of the bytes. */
+/**
+ * The version of a body: the route's strong ETag when it has one, else a strong hash of its bytes
+ * (a string is hashed as UTF-8).
+ */
 export function versionOf(body: Buffer | string, etag?: string): string {
   if (etag !== undefined && etag.startsWith('"')) return etag
-  return createHash('sha256').update(body).digest('base64url').slice(0, 27)
+  return hash('sha256', body, 'base64url').slice(0, 27)
 }
 
 /** The dispatcher of an `http`/`https` server: emits `request` as the server would. */
@@ -162,86 +173,77 @@ export function dispatcherFor(server: Server): Dispatch {
   }
 }
 
+/** What a replay is allowed: its body's size, and the timeouts it shares with the other replays. */
+export interface ReplayLimits {
+  readonly maxBodyBytes: number
+  /** Every replay's deadline (`replayTimeoutMs`), on one timer; see {@link replayDeadlines}. */
+  readonly deadlines: Deadlines<() => void>
+}
+
+/** The deadlines of replays that last `timeoutMs`: each expired replay's callback is called. */
+export function replayDeadlines(
+  timeoutMs: number,
+  inScope?: (set: () => void) => void,
+): Deadlines<() => void> {
+  return new Deadlines<() => void>(timeoutMs, (expire) => expire(), inScope)
+}
+
 /**
  * Replays `GET path` for one subscriber through the application's own request handler.
  *
- * Resolves, never rejects: a handler that throws, never answers within `timeoutMs`, or writes more
+ * Resolves, never rejects: a handler that throws, never answers within the timeout, or writes more
  * than `maxBodyBytes` gives a result with `failure` set and a 5xx status.
  */
-export async function replayGet(
+export function replayGet(
   dispatch: Dispatch,
   context: ReplayContext,
   path: string,
-  limits: { timeoutMs: number; maxBodyBytes: number },
+  limits: ReplayLimits,
 ): Promise<ReplayResult> {
-  let response: ServerResponse | undefined
-  let failure: ReplayResult['failure']
-  const route: RouteReport = { public: false, aliases: [] }
-
-  const prepare = (req: IncomingMessage, res: ServerResponse): void => {
-    response = res
-    replays.set(req, route)
-    let written = 0
-    const write = res.write
-    res.write = function boundedWrite(this: ServerResponse, ...args: Parameters<ServerResponse['write']>) {
-      const [chunk, encoding] = args
-      written += typeof chunk === 'string' ? Buffer.byteLength(chunk, encodingOf(encoding)) : chunk.length
-      if (written > limits.maxBodyBytes) {
-        failure = 'too_large'
-        res.destroy()
-        return false
-      }
-      return write.apply(this, args)
-    } as ServerResponse['write']
-    const end = res.end
-    res.end = function boundedEnd(this: ServerResponse, ...args: unknown[]) {
-      const [chunk, encoding] = args
-      if (typeof chunk === 'string' || chunk instanceof Uint8Array) {
-        written += typeof chunk === 'string' ? Buffer.byteLength(chunk, encodingOf(encoding)) : chunk.length
-        if (written > limits.maxBodyBytes) failure = 'too_large'
-      }
-      return (end as (...a: unknown[]) => ServerResponse).apply(this, args)
-    } as ServerResponse['end']
-  }
-
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<'timeout'>((resolve) => {
-    timer = setTimeout(() => resolve('timeout'), limits.timeoutMs)
-    timer.unref()
-  })
-  const scope = { active: true }
-  const answer = insideReplay
-    .run(scope, () =>
-      inject(
-        dispatch,
-        {
-          path,
-          headers: context.headers,
-          remoteAddress: context.remoteAddress,
-          encrypted: context.encrypted,
-        },
-        prepare,
-      ),
-    )
-    .catch(() => undefined)
-  try {
-    const res = await Promise.race([answer, timeout])
-    if (res === 'timeout') {
+  return new Promise<ReplayResult>((resolve) => {
+    const replaying: Replaying = {}
+    const scope = { active: true }
+    let response: ServerResponse | undefined
+    const finish = (result: ReplayResult): void => {
+      if (!scope.active) return
+      scope.active = false
+      limits.deadlines.delete(expire)
+      resolve(result)
+    }
+    const expire = (): void => {
+      finish(failedReplay(504, 'timeout'))
       response?.destroy()
-      return failedReplay(504, 'timeout')
     }
-    if (res === undefined || failure !== undefined) return failedReplay(502, failure ?? 'error')
-    return {
-      status: res.status,
-      body: res.body,
-      contentType: headerString(res.headers['content-type']),
-      version: versionOf(res.body, headerString(res.headers.etag)),
-      public: route.public,
-      aliases: route.aliases,
+    limits.deadlines.add(expire)
+    const done = (answer: Answer | NoAnswer): void => {
+      if (typeof answer === 'string') return finish(failedReplay(502, answer))
+      const route = reportOf(replaying)
+      finish({
+        status: answer.status,
+        body: answer.body,
+        contentType: answer.contentType,
+        version: versionOf(answer.body, answer.etag),
+        public: route.public,
+        aliases: route.aliases,
+      })
     }
-  } finally {
-    scope.active = false
-    clearTimeout(timer)
+    const mark = (req: IncomingMessage): void => {
+      ;(req as Marked)[REPLAY] = replaying
+    }
+    insideReplay.run(scope, () => {
+      response = inject(dispatch, { ...context, path }, limits.maxBodyBytes, mark, done)
+    })
+  })
+}
+
+const NOTHING_SAID: RouteReport = { public: false, aliases: [] }
+
+/** What the route said of a replay; nothing when no middleware tracked it, or asking it threw. */
+function reportOf(replaying: Replaying): RouteReport {
+  try {
+    return replaying.describe?.() ?? NOTHING_SAID
+  } catch {
+    return NOTHING_SAID
   }
 }
 
@@ -249,20 +251,11 @@ export async function replayGet(
 export function failedReplay(status: number, failure: NonNullable<ReplayResult['failure']>): ReplayResult {
   return {
     status,
-    body: Buffer.alloc(0),
+    body: '',
     contentType: undefined,
     version: '',
     public: false,
     aliases: [],
     failure,
   }
-}
-
-function headerString(value: unknown): string | undefined {
-  if (value === undefined || value === null) return undefined
-  return Array.isArray(value) ? String(value[0]) : String(value)
-}
-
-function encodingOf(encoding: unknown): BufferEncoding | undefined {
-  return typeof encoding === 'string' ? (encoding as BufferEncoding) : undefined
 }

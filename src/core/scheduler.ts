@@ -15,17 +15,31 @@ export interface Ticket {
   cancel(): void
 }
 
-/** One connection's queue: jobs in arrival order, and how many of its jobs run now. */
+/**
+ * One connection's queue: jobs in arrival order (a linked list, so a job leaves from anywhere at
+ * once), and how many of its jobs run now.
+ */
 interface Lane {
   readonly owner: object
-  readonly jobs: Set<Job>
+  first: Job | undefined
+  last: Job | undefined
+  waiting: number
   running: number
 }
 
-interface Job extends Ticket {
-  readonly lane: Lane
-  readonly run: () => Promise<void>
-  queued: boolean
+/** A queued job; its own ticket. One object per job, no closure. */
+class Job implements Ticket {
+  queued = true
+  prev: Job | undefined
+  next: Job | undefined
+  constructor(
+    readonly queue: FairQueue,
+    readonly lane: Lane,
+    readonly run: () => Promise<void>,
+  ) {}
+  cancel(): void {
+    this.queue.cancel(this)
+  }
 }
 
 /** Jobs waiting, per lane, in turn order; see the module comment. */
@@ -57,10 +71,16 @@ export class FairQueue {
     return this.running
   }
 
+  /** Jobs of `owner`'s lane waiting or running now. */
+  pendingIn(owner: object): number {
+    const lane = this.lanes.get(owner)
+    return lane === undefined ? 0 : lane.waiting + lane.running
+  }
+
   /** The most jobs one lane has waiting now (0 when none waits). */
   maxQueuedPerLane(): number {
     let most = 0
-    for (const lane of this.lanes.values()) most = Math.max(most, lane.jobs.size)
+    for (const lane of this.lanes.values()) most = Math.max(most, lane.waiting)
     return most
   }
 
@@ -70,47 +90,58 @@ export class FairQueue {
    */
   push(owner: object, run: () => Promise<void>): Ticket {
     let lane = this.lanes.get(owner)
-    if (!lane) this.lanes.set(owner, (lane = { owner, jobs: new Set(), running: 0 }))
-    const job: Job = {
-      lane,
-      run,
-      queued: true,
-      cancel: () => this.cancel(job),
+    if (!lane) {
+      lane = { owner, first: undefined, last: undefined, waiting: 0, running: 0 }
+      this.lanes.set(owner, lane)
     }
-    lane.jobs.add(job)
+    const job = new Job(this, lane, run)
+    job.prev = lane.last
+    if (lane.last) lane.last.next = job
+    else lane.first = job
+    lane.last = job
+    lane.waiting++
     this.queued++
     this.settle(lane)
     this.pump()
     return job
   }
 
-  private cancel(job: Job): void {
+  /** @internal Drops `job` if it still waits (see {@link Ticket.cancel}). */
+  cancel(job: Job): void {
     if (!job.queued) return
-    job.queued = false
-    this.queued--
-    job.lane.jobs.delete(job)
+    this.unlink(job)
     this.settle(job.lane)
   }
 
   /** Drops every job that has not started. */
   clear(): void {
-    for (const lane of this.lanes.values()) {
-      for (const job of lane.jobs) job.queued = false
-      lane.jobs.clear()
+    for (const lane of [...this.lanes.values()]) {
+      while (lane.first) this.unlink(lane.first)
+      this.settle(lane)
     }
-    this.queued = 0
-    this.ready.clear()
-    for (const lane of [...this.lanes.values()]) this.settle(lane)
+  }
+
+  /** Takes a waiting job out of its lane. */
+  private unlink(job: Job): void {
+    const { lane } = job
+    job.queued = false
+    if (job.prev) job.prev.next = job.next
+    else lane.first = job.next
+    if (job.next) job.next.prev = job.prev
+    else lane.last = job.prev
+    job.prev = job.next = undefined
+    lane.waiting--
+    this.queued--
   }
 
   /** Puts `lane` in turn when it can start a job, takes it out when it cannot, forgets it when idle. */
   private settle(lane: Lane): void {
-    if (lane.jobs.size > 0 && lane.running < this.perLane) {
+    if (lane.waiting > 0 && lane.running < this.perLane) {
       this.ready.add(lane)
       return
     }
     this.ready.delete(lane)
-    if (lane.jobs.size === 0 && lane.running === 0) this.lanes.delete(lane.owner)
+    if (lane.waiting === 0 && lane.running === 0) this.lanes.delete(lane.owner)
   }
 
   private pump(): void {
@@ -119,21 +150,18 @@ export class FairQueue {
       if (lane === undefined) return
       // Its turn is taken: it goes to the back of the line (settle re-adds it at the end).
       this.ready.delete(lane)
-      const job = lane.jobs.values().next().value as Job
-      lane.jobs.delete(job)
-      job.queued = false
-      this.queued--
+      const job = lane.first as Job
+      this.unlink(job)
       lane.running++
       this.running++
       this.settle(lane)
-      this.run(job.run)
-        .catch(() => {})
-        .finally(() => {
-          this.running--
-          lane.running--
-          if (!this.ready.has(lane)) this.settle(lane)
-          this.pump()
-        })
+      const done = (): void => {
+        this.running--
+        lane.running--
+        if (!this.ready.has(lane)) this.settle(lane)
+        this.pump()
+      }
+      this.run(job.run).then(done, done)
     }
   }
 }

@@ -16,7 +16,13 @@
 import { createHash } from 'node:crypto'
 import { trustsPeer, type ResolvedTrustProxy } from './proxy'
 import type { Group, Registry, Subscription } from './registry'
-import type { ReplayContext, ReplayResult, UpgradeRequest } from './replay'
+import {
+  contextFromRequest,
+  contextKey,
+  type ReplayContext,
+  type ReplayResult,
+  type UpgradeRequest,
+} from './replay'
 
 /** How a group's members relate; see the module comment. */
 export type GroupKind = 'own' | 'identified' | 'public' | 'route'
@@ -53,25 +59,50 @@ export function publicContext(request: UpgradeRequest, trustProxy: ResolvedTrust
   }
 }
 
+/**
+ * The public keys made last, by what they were made of. Most sockets of a hub share a few Hosts:
+ * they then share one key string (each socket keeps its key), and the hash is made once.
+ */
+const recentPublicKeys = new Map<string, string>()
+const RECENT_PUBLIC_KEYS = 64
+
 /** A key for {@link publicContext}: equal keys, equal public replays. */
 export function publicKey(request: UpgradeRequest, trustProxy: ResolvedTrustProxy): string {
   const headers = publicHeaders(request, trustProxy)
-  return createHash('sha256')
-    .update(
-      JSON.stringify([
-        request.encrypted,
-        headers.host ?? '',
-        headers['x-forwarded-host'] ?? '',
-        headers['x-forwarded-proto'] ?? '',
-      ]),
-    )
-    .digest('base64url')
-    .slice(0, 22)
+  const canonical = JSON.stringify([
+    request.encrypted,
+    headers.host ?? '',
+    headers['x-forwarded-host'] ?? '',
+    headers['x-forwarded-proto'] ?? '',
+  ])
+  let key = recentPublicKeys.get(canonical)
+  if (key === undefined) {
+    key = createHash('sha256').update(canonical).digest('base64url').slice(0, 22)
+    if (recentPublicKeys.size >= RECENT_PUBLIC_KEYS) {
+      // The oldest goes (a Map iterates in insertion order).
+      recentPublicKeys.delete(recentPublicKeys.keys().next().value as string)
+    }
+    recentPublicKeys.set(canonical, key)
+  }
+  return key
+}
+
+/** What an `own` group's key starts with. */
+const OWN = 'o:'
+
+/**
+ * The key of the `own` group of a socket with `request` (its replay context's key), as one flat
+ * string: a socket keeps it for as long as it is open.
+ */
+export function ownKeyOf(request: UpgradeRequest): string {
+  // `join` makes one flat string, where `+` keeps a pair of strings that is flattened later, into a
+  // second string, when the key is first hashed.
+  return [OWN, contextKey(contextFromRequest(request))].join('')
 }
 
 /** Group keys: the kind is the prefix, so a key says how its group may share. */
 export const groupKey = {
-  own: (contextKey: string): string => `o:${contextKey}`,
+  own: (key: string): string => `${OWN}${key}`,
   identified: (publicKey: string, id: string): string => `i:${publicKey}:${id}`,
   public: (publicKey: string): string => `p:${publicKey}`,
   route: (publicKey: string): string => `r:${publicKey}`,

@@ -13,9 +13,9 @@ import { checkPath, pathnameOf } from './paths'
 import type { ErrorCode } from './protocol'
 import { refusal, type Pushes } from './pushes'
 import type { Connection, Resource, SnapshotFlight, Subscription } from './registry'
-import { contextFromRequest, contextKey, type UpgradeRequest } from './replay'
+import type { UpgradeRequest } from './replay'
 import { belowPrefix } from './proxy'
-import { groupFor, groupKey } from './sharing'
+import { groupFor, groupKey, ownKeyOf } from './sharing'
 
 export class Subscriptions {
   constructor(
@@ -44,11 +44,15 @@ export class Subscriptions {
       )
     }
     const { registry, options } = this.kernel
+    const resource = registry.resource(path, target)
+    const identity = this.identityOf(connection, target)
     const subscription: Subscription = {
       connection,
-      path,
-      resource: registry.resource(path, target),
-      identity: this.identityOf(connection, target),
+      // Strings kept per subscription are shared: the resource's path, and the key of the group of
+      // this identity when the resource has one already.
+      path: resource.path,
+      resource,
+      identity: resource.groups.get(identity)?.key ?? identity,
       group: undefined,
       flight: undefined,
       version: heldVersion,
@@ -74,8 +78,7 @@ export class Subscriptions {
    */
   reauthenticate(connection: Connection, request: UpgradeRequest): void {
     connection.request = request
-    connection.context = contextFromRequest(request)
-    connection.contextKey = contextKey(connection.context)
+    connection.ownKey = ownKeyOf(request)
     const held = [...connection.subscriptions.values()]
     for (const subscription of held) this.kernel.registry.remove(subscription)
     for (const subscription of held) this.subscribe(connection, subscription.path, subscription.version)
@@ -124,7 +127,7 @@ export class Subscriptions {
         logger.error({ err: error, path }, 'listenjs: identify threw; using the default identity')
       }
     }
-    return groupKey.own(connection.contextKey)
+    return connection.ownKey
   }
 
   /** Runs the `authorize` hook, then the snapshot replay, or refuses with 403 and no replay at all. */
@@ -157,7 +160,7 @@ export class Subscriptions {
    */
   private joinSnapshot(subscription: Subscription): void {
     const { resource, connection } = subscription
-    const key = connection.contextKey
+    const key = connection.ownKey
     subscription.flight = resource.flights.get(key)
     if (subscription.flight) {
       subscription.flight.subscribers.add(subscription)
@@ -190,6 +193,7 @@ export class Subscriptions {
     if (kernel.closing) return
     const ok = result.status >= 200 && result.status <= 299
     if (ok) registry.aliasAll(resource, result.aliases)
+    const version = ok ? registry.version(resource, result.version) : result.version
     let frame: Buffer | undefined
     const hold = kernel.moreFramesComing(true)
     for (const subscription of flight.subscribers) {
@@ -205,12 +209,13 @@ export class Subscriptions {
       const group = groupFor(registry, subscription, result, options.trustProxy)
       registry.join(subscription, group)
       subscription.seq = seq
-      if (subscription.version === result.version) {
+      if (subscription.version === version) {
         // A resubscription holding the current state: confirm it, send nothing again.
-        this.outbox.send(connection, path, subscribedFrame(path, result.version), hold)
+        subscription.version = version
+        this.outbox.send(connection, path, subscribedFrame(path, version), hold)
       } else {
-        subscription.version = result.version
-        frame ??= dataFrame(path, result.version, result.body, result.contentType, true)
+        subscription.version = version
+        frame ??= dataFrame(path, version, result.body, result.contentType, true)
         this.outbox.send(connection, path, frame, hold)
       }
       kernel.emit('subscribe', { id: connection.id, path })

@@ -8,10 +8,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Changes } from './changes'
 import type { Kernel } from './kernel'
+import { headerValue, writtenHeader } from './inject'
 import { fillRoute, headerPath, nearestKeyable, requestTargetPath } from './keys'
 import { checkPath, pathnameOf } from './paths'
 import { CLIENT_HEADER } from './protocol'
-import { credentialsKey, isReplayRequest, markReplayRoute } from './replay'
+import { credentialsKey, describeReplay, isReplayRequest } from './replay'
 import type { RouteMatch, RouteOptions } from './types'
 
 const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
@@ -21,7 +22,8 @@ const MAX_WARNED_ROUTES = 1000
 const MAX_UNTRACKED_WARNINGS = 20
 
 export class Tracking {
-  private readonly tracked = new WeakSet<IncomingMessage>()
+  /** Marks a request this hub tracks (a property: cheaper than a WeakSet entry per request). */
+  private readonly tracked = Symbol('listenjs.tracked')
   /** Routes already warned about for a change path that could not be keyed. */
   private readonly warnedRoutes = new Set<string>()
   /** Writes already warned about for never passing the middleware. */
@@ -41,7 +43,7 @@ export class Tracking {
   watch(req: IncomingMessage, res: ServerResponse): void {
     if (!MUTATIONS.has(req.method ?? '') || this.untracked.size > MAX_UNTRACKED_WARNINGS) return
     res.once('finish', () => {
-      if (this.tracked.has(req) || res.statusCode < 200 || res.statusCode > 299) return
+      if (isTracked(req, this.tracked) || res.statusCode < 200 || res.statusCode > 299) return
       const write = `${req.method} ${pathnameOf(requestTargetPath(req.url ?? '/')).slice(0, 200)}`
       if (this.untracked.has(write) || this.untracked.size > MAX_UNTRACKED_WARNINGS) return
       this.untracked.add(write)
@@ -74,10 +76,10 @@ export class Tracking {
     route: () => RouteOptions | undefined,
     routed?: () => RouteMatch | undefined,
   ): void {
-    if (this.tracked.has(req)) return
+    if (isTracked(req, this.tracked)) return
     const replay = isReplayRequest(req)
     if (!replay && !MUTATIONS.has(req.method ?? '')) return
-    this.tracked.add(req)
+    ;(req as unknown as Record<symbol, boolean>)[this.tracked] = true
     const pathname = pathnameOf(requestTargetPath(path))
     // What the router matched and the headers the app set are read when the headers are written,
     // from inside the handler that answers: by `finish`, a router may have restored its params, and
@@ -92,12 +94,12 @@ export class Tracking {
     const keys = (): string[] => this.keysOf(req, res, pathname, answered?.match, answered?.headers)
     if (replay) {
       // What the router and the answer say this path is: the subscription is reached by those too.
-      res.once('finish', () => {
-        const aliases = keys().filter(
+      describeReplay(req, () => ({
+        public: route()?.public === true,
+        aliases: keys().filter(
           (key) => key !== pathname && checkPath(key, this.kernel.options.limits.pathLength) === undefined,
-        )
-        markReplayRoute(req, route(), aliases)
-      })
+        ),
+      }))
       return
     }
     let done = false
@@ -163,20 +165,6 @@ export class Tracking {
   }
 }
 
-/** A header given to `writeHead` (an object, or a flat `[name, value, …]` list), by lower-case name. */
-function writtenHeader(written: unknown, name: string): unknown {
-  if (Array.isArray(written)) {
-    for (let i = 0; i + 1 < written.length; i += 2) {
-      if (String(written[i]).toLowerCase() === name) return written[i + 1]
-    }
-    return undefined
-  }
-  if (typeof written !== 'object' || written === null) return undefined
-  for (const [key, value] of Object.entries(written)) if (key.toLowerCase() === name) return value
-  return undefined
-}
-
-function headerValue(value: unknown): string | undefined {
-  if (value === undefined || value === null) return undefined
-  return Array.isArray(value) ? String(value[0]) : String(value)
+function isTracked(req: IncomingMessage, mark: symbol): boolean {
+  return (req as unknown as Record<symbol, boolean | undefined>)[mark] === true
 }

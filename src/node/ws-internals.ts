@@ -5,7 +5,9 @@
  * - `Sender.frame` (exported by ws, not declared by @types/ws): builds a frame's bytes once, so one
  *   state is framed once however many sockets it goes to.
  * - `WebSocket#_socket` (private): the TCP socket, so a pre-framed buffer is written as it is and
- *   its `drain` tells when a full socket can take more.
+ *   its `drain` tells when a full socket can take more. Its `writableLength` is then what
+ *   `ws.bufferedAmount` reports: ws adds what its sender holds back, and its sender holds nothing
+ *   back without compression (off on the hub's sockets) or Blob data (never sent by the hub).
  */
 import type { Socket } from 'node:net'
 import * as wsModule from 'ws'

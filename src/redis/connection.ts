@@ -1,5 +1,5 @@
 /** The Redis connections listenjs opens for itself, and how it closes them. */
-import { Redis, type RedisOptions } from 'ioredis'
+import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 
 /**
  * Creates a connection that never queues: while Redis is unreachable, commands fail at once
@@ -18,7 +18,7 @@ export function connect(url: string | undefined, role: string, channel: string):
 }
 
 /** Ends a connection we own: politely when it is up, at once otherwise. */
-export async function quit(redis: Redis): Promise<void> {
+export async function quit(redis: Redis | Cluster): Promise<void> {
   if (redis.status === 'ready') {
     await redis.quit().catch(() => redis.disconnect())
   } else {

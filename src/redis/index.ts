@@ -8,15 +8,17 @@
  * costs a map lookup and never a replay. Each process replays GETs for its own subscribers only.
  */
 import { randomUUID } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import type { Backplane, BackplaneMessage, BackplaneStatus } from '../core/backplane'
 import { ListenjsError } from '../core/errors'
 import { silentLogger, type Logger } from '../core/options'
 import { connect, quit } from './connection'
+import { bucketOfMessage, connectCluster, shardChannels, type ShardedOptions } from './sharding'
 import { channelOf, encode, maxMessageBytesOf, parseWireMessage, worthLogging } from './wire'
 
 export { parseWireMessage } from './wire'
 export { redisPublisher, type RedisPublisher, type RedisPublisherOptions } from './publisher'
+export type { ShardedOptions } from './sharding'
 
 /** Where to find Redis: a URL, or ioredis clients you own (they are not closed by listenjs). */
 export interface RedisConnection {
@@ -46,6 +48,13 @@ export interface RedisBackplaneOptions extends RedisConnection {
   maxMessageBytes?: number
   /** pino-compatible logger; an outage is logged once, not per message. @default silent */
   logger?: Logger
+  /**
+   * Experimental: spread the changes over `channels` sharded channels of a Redis Cluster (Redis ≥ 7,
+   * `SPUBLISH`/`SSUBSCRIBE`) instead of one channel, so that Redis's work is spread over its shards
+   * (docs/SCALING.md). Every process must use the same `channels`; excludes `url`, `publisher` and
+   * `subscriber`. `redisPublisher` does not publish on sharded channels.
+   */
+  sharded?: ShardedOptions
 }
 
 /** The backplane, with its counters. */
@@ -84,9 +93,23 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
   if ((options.publisher === undefined) !== (options.subscriber === undefined)) {
     throw new ListenjsError('invalid_option', 'listenjs: give both "publisher" and "subscriber", or neither')
   }
+  const sharded = options.sharded
+  if (sharded && (options.url !== undefined || options.publisher !== undefined)) {
+    throw new ListenjsError('invalid_option', 'listenjs: give "sharded", or "url" or clients, not both')
+  }
+  // One channel, or its sharded buckets: every process subscribes to all of them.
+  const channels = sharded ? shardChannels(channel, sharded.channels) : [channel]
+  const listened = new Set(channels)
   const owned = options.publisher === undefined
-  const publisher = options.publisher ?? connect(options.url, 'publisher', channel)
-  const subscriber = options.subscriber ?? connect(options.url, 'subscriber', channel)
+  const publisher: Redis | Cluster =
+    options.publisher ??
+    (sharded ? connectCluster(sharded, 'publisher', channel) : connect(options.url, 'publisher', channel))
+  const subscriber: Redis | Cluster =
+    options.subscriber ??
+    (sharded ? connectCluster(sharded, 'subscriber', channel) : connect(options.url, 'subscriber', channel))
+  const messageEvent = sharded ? 'smessage' : 'message'
+  const send = (text: string, bucket: number): Promise<unknown> =>
+    sharded ? publisher.spublish(channels[bucket] as string, text) : publisher.publish(channel, text)
   const id = randomUUID()
   const handlers = new Set<(message: BackplaneMessage) => void>()
   const counters = { published: 0, dropped: 0, received: 0, malformed: 0, outages: 0 }
@@ -105,7 +128,7 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
   }
 
   const onMessage = (from: string, text: string): void => {
-    if (from !== channel) return
+    if (!listened.has(from)) return
     const message = parseWireMessage(text, maxBytes)
     if (!message) {
       counters.malformed++
@@ -133,8 +156,10 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
   }
 
   // Connected means both connections are ready: a change can be sent and received.
+  // Sharded: the cluster is ready before its shards confirm the subscriptions; wait for them once.
+  let bucketsSubscribed = !sharded
   const onReady = (): void => {
-    if (closed || subscriber.status !== 'ready' || publisher.status !== 'ready') return
+    if (closed || !bucketsSubscribed || subscriber.status !== 'ready' || publisher.status !== 'ready') return
     if (status === 'connected') return
     // Back after an outage (even one before the first connection): changes may have been missed.
     const outage = status === 'disconnected'
@@ -146,7 +171,7 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
     everReady = true
     if (missedPublishes) {
       missedPublishes = false
-      publisher.publish(channel, JSON.stringify({ v: 1, from: id, kind: 'resync' })).catch(() => {
+      send(JSON.stringify({ v: 1, from: id, kind: 'resync' }), 0).catch(() => {
         missedPublishes = true
       })
     }
@@ -159,13 +184,19 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
     logger.error({ err: error }, 'listenjs: backplane disconnected; local delivery goes on')
   }
 
-  subscriber.on('message', onMessage)
+  subscriber.on(messageEvent, onMessage)
   for (const connection of [subscriber, publisher]) {
     connection.on('ready', onReady)
     connection.on('error', onDown)
     connection.on('close', onDown)
   }
-  subscriber.subscribe(channel).catch((error: unknown) => onDown(error))
+  const subscribed = sharded
+    ? Promise.all(channels.map((c) => (subscriber as Cluster).ssubscribe(c))).then(() => {
+        bucketsSubscribed = true
+        onReady()
+      })
+    : subscriber.subscribe(channel)
+  subscribed.catch((error: unknown) => onDown(error))
   onReady()
 
   return {
@@ -199,9 +230,10 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
         }
         return
       }
+      const bucket = sharded ? bucketOfMessage(message, channels.length) : 0
       for (const text of encoded.texts) {
         counters.published++
-        publisher.publish(channel, text).catch(() => {
+        send(text, bucket).catch(() => {
           counters.dropped++
           missedPublishes = true
         })
@@ -217,7 +249,7 @@ export function redisBackplane(options: RedisBackplaneOptions = {}): RedisBackpl
       closed = true
       status = 'closed'
       handlers.clear()
-      subscriber.off('message', onMessage)
+      subscriber.off(messageEvent, onMessage)
       for (const connection of [subscriber, publisher]) {
         connection.off('ready', onReady)
         connection.off('close', onDown)
