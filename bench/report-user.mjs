@@ -96,7 +96,7 @@ export function userTargets(results) {
 }
 
 /** What the per-user rows measure. */
-export const USER_METHOD = `Every socket sends its own cookie (\`sid=<n>\`), subscribes to \`/mine\`, and \`GET /mine\` answers a ~1.1 KB JSON view of that user's six rows (built anew for each request, as a handler filtering a table by owner would). One POST changes the state; every user then gets its own view:
+export const USER_METHOD = `A phase of its own: eight server processes (the two loops, and the floor and listenjs on each framework), the same load generators, N growing from one step to the next on the same sockets. Every socket sends its own cookie (\`sid=<n>\`), subscribes to \`/mine\`, and \`GET /mine\` answers a ~1.1 KB JSON view of that user's six rows (built anew for each request, as a handler filtering a table by owner would). One POST changes the state; every user then gets its own view:
 
 - *raw ws, hand-written loop*: in the POST handler, for each subscribed socket, the view from the same data function, \`JSON.stringify\`, one pre-framed write.
 - *Socket.IO 4, hand-written loop*: for each socket in the room, \`socket.emit('data', view)\` with that socket's user.

@@ -363,6 +363,15 @@ function downsample(sorted, k) {
 const casesFor = (path, extra = {}) =>
   VARIANTS.map((variant) => ({ key: variant.id, variant, path, ...extra }))
 
+/**
+ * Servers on CPU 0, load generators on CPU 1 (with two CPUs or more and taskset): a server's CPU in a
+ * window is then its own work, not the clients' receive work preempting it (each window measures
+ * one server, the others are idle).
+ */
+function pinAll(servers, gens) {
+  return Object.values(servers).every((s) => pin(s, 0)) && gens.every((g) => pin(g, 1))
+}
+
 async function grow(servers, gens, lo, hi, names = SERVERS, paths = ['/items']) {
   const started = now()
   await Promise.all(
@@ -399,7 +408,10 @@ async function fanOutPhase(results) {
   const servers = {}
   for (const name of SERVERS) servers[name] = await startServer(name)
   const gens = startGenerators(CONFIG.generators)
-  log(`servers up: ${SERVERS.map((n) => `${n}:${servers[n].port}`).join(' ')}; ${gens.length} generators`)
+  results.pinned = pinAll(servers, gens)
+  log(
+    `servers up: ${SERVERS.map((n) => `${n}:${servers[n].port}`).join(' ')}; ${gens.length} generators${results.pinned ? '; servers on CPU 0, generators on CPU 1' : ''}`,
+  )
 
   await grow(servers, gens, 0, nSmall)
   if (runs('one')) {
@@ -478,6 +490,7 @@ async function userPhase(results) {
   const servers = {}
   for (const name of USER_SERVERS) servers[name] = await startServer(name)
   const gens = startGenerators(CONFIG.generators)
+  results.pinned = pinAll(servers, gens)
   log(`per-user phase: ${USER_SERVERS.join(', ')}`)
   let lo = 0
   for (const n of USERS ?? CONFIG.userN) {

@@ -5,7 +5,9 @@
  */
 import { CloseCode } from '../src/core/protocol'
 import { POLICY } from '../src/core/options'
-import { fakeHub, settle } from './helpers/fake'
+import http from 'node:http'
+import { Hub } from '../src/core/hub'
+import { FakeSocket, fakeHub, settle, upgradeRequest } from './helpers/fake'
 
 async function until(predicate: () => boolean): Promise<void> {
   for (let i = 0; i < 200 && !predicate(); i++) await settle(1)
@@ -208,4 +210,32 @@ describe('with a fake clock', () => {
     expect(socket.closedWith?.code).toBe(CloseCode.TooManyMessages)
     await hub.close()
   })
+})
+
+describe('a body that claims to be JSON but is not one JSON value', () => {
+  it.each([['1,"version":"forged","origin":"someone"'], ['{"a":1},"snapshot":false'], ['{"a":1']])(
+    'is delivered as text, never spliced into the frame: %s',
+    async (body) => {
+      const server = http.createServer((_req, res) => {
+        res.setHeader('content-type', 'application/json')
+        res.end(body)
+      })
+      const hub = new Hub()
+      hub.attach(server)
+      const socket = new FakeSocket()
+      socket.events = hub.opened(socket, upgradeRequest())
+      socket.message({ type: 'subscribe', path: '/a' })
+      await until(() => socket.of('data').length === 1)
+      const [frame] = socket.of('data')
+      expect(frame).toEqual({
+        type: 'data',
+        path: '/a',
+        version: expect.any(String),
+        snapshot: true,
+        text: body,
+      })
+      expect(frame?.version).not.toBe('forged')
+      await hub.close()
+    },
+  )
 })

@@ -42,6 +42,32 @@ describe('ws internals', () => {
   })
 })
 
+describe('what the endpoint reads of a socket', () => {
+  it('ws.bufferedAmount is the TCP socket writableLength when nothing is compressed', async () => {
+    const server = http.createServer()
+    const wss = new WebSocketServer({ server, perMessageDeflate: false })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const accepted = new Promise<WebSocket>((resolve) => wss.once('connection', resolve))
+    const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`)
+    await new Promise((resolve) => client.once('open', resolve))
+    // The client stops reading: what the server writes piles up in its socket.
+    ;(client as unknown as { _socket: { pause(): void } })._socket.pause()
+    const ws = await accepted
+    const raw = rawSocketOf(ws)!
+    const frame = textFrame(Buffer.alloc(64 * 1024, 0x61))!
+    for (let i = 0; i < 1000 && raw.write(frame); i++) {
+      // until the kernel's buffers are full and Node starts holding bytes
+    }
+    ws.send('x'.repeat(1000))
+    expect(raw.writableLength).toBeGreaterThan(0)
+    expect(ws.bufferedAmount).toBe(raw.writableLength)
+    client.terminate()
+    wss.close()
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  })
+})
+
 describe('without them', () => {
   it('the endpoint sends through ws.send and reports drains from its callback', async () => {
     jest.resetModules()

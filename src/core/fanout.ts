@@ -41,7 +41,7 @@ export class FanOut {
   /** Sends `delivery` to the members of `groups` (see the module comment); emits `push`. */
   send(resource: Resource, groups: Iterable<Group>, delivery: Delivery): void {
     const { frame, seq, hold, origin } = delivery
-    const version = lasting(delivery.version)
+    let { version } = delivery
     const { path } = resource
     const { outbox } = this
     // The writer's connection id, or one no connection has.
@@ -53,6 +53,8 @@ export class FanOut {
         if (subscription.seq > seq) continue
         subscription.seq = seq
         if (subscription.version === version) continue
+        // Interned from the second recipient on: one user's own view is not worth interning.
+        if (recipients === 1) version = lasting(version)
         subscription.version = version
         const { connection } = subscription
         if (connection.id === originId) outbox.send(connection, path, (tagged ??= origin!.frame()), hold)

@@ -6,6 +6,7 @@ import type {
   SubscribedMessage,
   WelcomeMessage,
 } from './protocol'
+import { isOneJsonValue } from './json'
 
 /**
  * Server frames, built once per message and shared by every socket it goes to. Bodies of JSON
@@ -64,19 +65,6 @@ export function payloadFrame(path: string, version: string, json: string): Buffe
   return Buffer.from(
     `{"type":"data","path":${JSON.stringify(path)},"version":${JSON.stringify(version)},"json":${json}}`,
   )
-}
-
-/**
- * Whether `text` is exactly one JSON value. Splicing anything else into a frame could corrupt it or
- * add fields to it, so a body that claims to be JSON but is not is delivered as text.
- */
-function isOneJsonValue(text: string): boolean {
-  try {
-    JSON.parse(text)
-    return true
-  } catch {
-    return false
-  }
 }
 
 /** A `subscribed` frame: the subscriber already holds the current `version`. */
