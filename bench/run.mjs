@@ -1,4 +1,4 @@
-// The listenjs benchmark: `npm run bench` (full, < 10 min on 2 cores) or `npm run bench -- --quick`
+// The listenjs benchmark: `npm run bench` (full, about 12 min on 2 cores) or `npm run bench -- --quick`
 // (small N, < 1 min, the CI smoke test: no thresholds). Servers and load generators run in separate
 // processes (child_process.fork); this process only orchestrates, triggers changes with real HTTP
 // POSTs and aggregates. Every system is measured in the same run, interleaved: each round runs one

@@ -657,10 +657,10 @@ function charts(results) {
   const xmax = 4 * niceStep(Math.max(...results.config.ns) / 4)
   const line = (pick) =>
     names.map((name) => ({ name, points: results.steps.map((s) => [s.n, pick(s, name)]) }))
-  const W = 920
+  const W = 960
   const PW = 360
   const PH = 280
-  const LEG = 200
+  const LEG = 240
   const heap = svgDoc(
     W,
     2 * PH + 50,
