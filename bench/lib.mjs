@@ -1,6 +1,7 @@
 // Shared by the orchestrator, the servers and the load generators: the clock, the resource bodies,
 // percentiles, and a small request/answer protocol over the child-process IPC channel.
 import { execFileSync, fork } from 'node:child_process'
+import http from 'node:http'
 import os from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { setTimeout, clearTimeout } from 'node:timers'
@@ -210,5 +211,46 @@ export class Child {
     const timer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs)
     await this.exited
     clearTimeout(timer)
+  }
+}
+
+/** A real HTTP POST to the server (keep-alive, from 127.0.0.1), with `{"it": it}` as its body. */
+export function post(server, url, it, timeoutMs = 15_000) {
+  const body = JSON.stringify({ it })
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: SERVER_HOST,
+        port: server.port,
+        path: url,
+        method: 'POST',
+        agent: server.agent,
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        timeout: timeoutMs,
+      },
+      (res) => {
+        res.resume()
+        res.on('end', () => resolve(res.statusCode))
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error(`POST ${url} timed out`)))
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/** Sends `cmd` to every generator; resolves with their answers. */
+export const all = (gens, cmd, args, timeoutMs) => Promise.all(gens.map((g) => g.call(cmd, args, timeoutMs)))
+
+/** Resolves when `server` holds `expected` subscriptions (polled); throws after `timeoutMs`. */
+export async function waitSubscriptions(server, expected, timeoutMs = 120_000) {
+  const deadline = now() + timeoutMs
+  for (;;) {
+    const { subscriptions } = await server.call('stats')
+    if (subscriptions === expected) return
+    if (now() > deadline) {
+      throw new Error(`${server.name}: ${subscriptions} subscriptions, expected ${expected}`)
+    }
+    await sleep(50)
   }
 }

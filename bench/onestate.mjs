@@ -100,7 +100,15 @@ async function clientRole() {
 // Orchestrator
 
 async function orchestrator() {
-  const { Child, killChildren, median, pin: pinTo, sleep, SERVER_HOST } = await import('./lib.mjs')
+  const {
+    Child,
+    killChildren,
+    median,
+    pin: pinTo,
+    post,
+    sleep,
+    waitSubscriptions,
+  } = await import('./lib.mjs')
   const argv = process.argv.slice(2)
   const opt = (name, dflt) => {
     const a = argv.find((x) => x.startsWith(`--${name}=`))
@@ -165,33 +173,7 @@ async function orchestrator() {
     if (!pin(child, 0)) log('warning: could not pin', name)
     return child
   }
-  const post = (server, url, it) =>
-    new Promise((resolve, reject) => {
-      const body = JSON.stringify({ it })
-      const req = http.request(
-        {
-          host: SERVER_HOST,
-          port: server.port,
-          path: url,
-          method: 'POST',
-          agent: server.agent,
-          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        },
-        (res) => {
-          res.resume()
-          res.on('end', () => resolve(res.statusCode))
-        },
-      )
-      req.on('error', reject)
-      req.end(body)
-    })
-  const waitSubs = async (server, n) => {
-    for (let i = 0; i < 1200; i++) {
-      if ((await server.call('stats')).subscriptions === n) return
-      await sleep(50)
-    }
-    throw new Error(`${server.name}: subscriptions never reached ${n}`)
-  }
+  const waitSubs = (server, n) => waitSubscriptions(server, n)
 
   const raw = await startServer('raw')
   // --after=<dir>: the same for the main listenjs server (default: this package's own dist/).

@@ -21,7 +21,18 @@ import path from 'node:path'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { setTimeout, clearTimeout } from 'node:timers'
-import { Child, killChildren, median, now, percentile, pin, sleep, SERVER_HOST } from './lib.mjs'
+import {
+  all,
+  Child,
+  killChildren,
+  median,
+  now,
+  percentile,
+  pin,
+  post,
+  sleep,
+  waitSubscriptions,
+} from './lib.mjs'
 import { renderReport } from './report.mjs'
 import { formatProfile, summarizeProfile } from './profile.mjs'
 import { backplanePhase } from './backplane.mjs'
@@ -173,45 +184,6 @@ function startGenerators(count) {
     (_, g) =>
       new Child(path.join(here, 'generator.mjs'), [String(g), String(count)], { name: `generator ${g}` }),
   )
-}
-
-/** A real HTTP POST to the server (keep-alive, from 127.0.0.1), with `{"it": it}` as its body. */
-function post(server, url, it, timeoutMs = 15_000) {
-  const body = JSON.stringify({ it })
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: SERVER_HOST,
-        port: server.port,
-        path: url,
-        method: 'POST',
-        agent: server.agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        timeout: timeoutMs,
-      },
-      (res) => {
-        res.resume()
-        res.on('end', () => resolve(res.statusCode))
-      },
-    )
-    req.on('timeout', () => req.destroy(new Error(`POST ${url} timed out`)))
-    req.on('error', reject)
-    req.end(body)
-  })
-}
-
-const all = (gens, cmd, args, timeoutMs) => Promise.all(gens.map((g) => g.call(cmd, args, timeoutMs)))
-
-async function waitSubscriptions(server, expected, timeoutMs = 60_000) {
-  const deadline = now() + timeoutMs
-  for (;;) {
-    const { subscriptions } = await server.call('stats')
-    if (subscriptions === expected) return
-    if (now() > deadline) {
-      throw new Error(`${server.name}: ${subscriptions} subscriptions, expected ${expected}`)
-    }
-    await sleep(50)
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

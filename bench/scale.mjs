@@ -22,7 +22,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { setTimeout, clearTimeout } from 'node:timers'
 import { esc } from './chart.mjs'
-import { Child, killChildren, median, now, percentile, sleep, SERVER_HOST } from './lib.mjs'
+import { all, Child, killChildren, median, now, percentile, post, sleep, waitSubscriptions } from './lib.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.dirname(here)
@@ -81,44 +81,6 @@ async function startServer(name) {
   child.system = name
   child.agent = new http.Agent({ keepAlive: true, maxSockets: 16 })
   return child
-}
-
-/** A real HTTP POST (keep-alive, from 127.0.0.1) with `{"it": it}` as its body. */
-function post(server, url, it, timeoutMs = 15_000) {
-  const body = JSON.stringify({ it })
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: SERVER_HOST,
-        port: server.port,
-        path: url,
-        method: 'POST',
-        agent: server.agent,
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-        timeout: timeoutMs,
-      },
-      (res) => {
-        res.resume()
-        res.on('end', () => resolve(res.statusCode))
-      },
-    )
-    req.on('timeout', () => req.destroy(new Error(`POST ${url} timed out`)))
-    req.on('error', reject)
-    req.end(body)
-  })
-}
-
-const all = (gens, cmd, args, timeoutMs) => Promise.all(gens.map((g) => g.call(cmd, args, timeoutMs)))
-
-async function waitSubscriptions(server, expected, timeoutMs = 120_000) {
-  const deadline = now() + timeoutMs
-  for (;;) {
-    const { subscriptions } = await server.call('stats')
-    if (subscriptions === expected) return
-    if (now() > deadline)
-      throw new Error(`${server.name}: ${subscriptions} subscriptions, expected ${expected}`)
-    await sleep(25)
-  }
 }
 
 /** The paths a window changes in round `round`: `count` distinct paths, different in every round. */
