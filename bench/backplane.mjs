@@ -24,7 +24,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { esc, niceMax } from './chart.mjs'
+import { esc, niceMax, table } from './chart.mjs'
 import { Child, killChildren, now, sleep, SERVER_HOST } from './lib.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -628,14 +628,6 @@ function model(results) {
 // Rendering
 
 const int = (v) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en') : '–')
-
-function table(head, rows) {
-  return [
-    `| ${head.join(' | ')} |`,
-    `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n')
-}
 
 export function renderBackplane(results) {
   const m = results.model ?? model(results)

@@ -1,4 +1,13 @@
-// Hand-written SVG charts for the benchmark reports (no dependency).
+// Hand-written SVG charts and markdown tables for the benchmark reports (no dependency).
+
+/** A markdown table: the first column left-aligned, the others right-aligned (figures). */
+export function table(head, rows) {
+  return [
+    `| ${head.join(' | ')} |`,
+    `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n')
+}
 
 /** Escapes text for SVG. */
 export const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')

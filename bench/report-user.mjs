@@ -1,7 +1,7 @@
 // The per-user section of BENCHMARKS.md (bench/run.mjs's `user-<N>` scenarios): tables, the targets
 // and a chart of CPU per delivered message against N, for the hand-written loops, the floor of the
 // replay model on each framework (bench/floor.mjs) and listenjs.
-import { lineChart } from './chart.mjs'
+import { lineChart, table } from './chart.mjs'
 
 const FRAMEWORKS = [
   ['fastify', 'Fastify'],
@@ -64,11 +64,7 @@ export function userTable(scenario) {
       `${int(r.received)} / ${int(r.expected)}`,
     ]
   })
-  return [
-    `| ${head.join(' | ')} |`,
-    `|${head.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n')
+  return table(head, rows)
 }
 
 /** Target rows: listenjs ≤ 1.2× the floor of its framework at N ≥ 1,000. */

@@ -1,7 +1,7 @@
 // Turns the results of bench/run.mjs into BENCHMARKS.md, the text printed to stdout, and three
 // hand-written SVG charts (no dependency): latency distribution, CPU per message, bytes polling vs push.
 import { percentile, pollRequest } from './lib.mjs'
-import { esc, niceMax } from './chart.mjs'
+import { esc, niceMax, table } from './chart.mjs'
 import { renderBackplane } from './backplane.mjs'
 import { renderScale } from './scale.mjs'
 import { USER_METHOD, userScenarios, userSvg, userTable, userTargets } from './report-user.mjs'
@@ -21,14 +21,6 @@ const f = (v, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : '–')
 const int = (v) => (Number.isFinite(v) ? Math.round(v).toLocaleString('en') : '–')
 const ratio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–')
 const pct = (a, b) => (b ? `${((100 * a) / b).toFixed(a === b ? 0 : 2)} %` : '–')
-
-function table(head, rows) {
-  return [
-    `| ${head.join(' | ')} |`,
-    `|${head.map((h, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n')
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fan-out tables

@@ -21,7 +21,7 @@ import path from 'node:path'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { setTimeout, clearTimeout } from 'node:timers'
-import { esc } from './chart.mjs'
+import { esc, table } from './chart.mjs'
 import { all, Child, killChildren, median, now, percentile, post, sleep, waitSubscriptions } from './lib.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
@@ -336,15 +336,6 @@ const ratio = (v) => (Number.isFinite(v) ? `${v.toFixed(2)}×` : '–')
 const bytes = (v) => (Number.isFinite(v) ? `${Math.round(v).toLocaleString('en')} B` : '–')
 const mib = (v) => (Number.isFinite(v) ? `${(v / 2 ** 20).toFixed(1)} MiB` : '–')
 const LISTENJS = ['fastify', 'express', 'koa']
-
-function table(head, rows) {
-  const align = head.map((_, i) => (i === 0 ? '---' : '---:'))
-  return [
-    `| ${head.join(' | ')} |`,
-    `| ${align.join(' | ')} |`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n')
-}
 
 function stepTable(results, step) {
   const m = step.memory
