@@ -1536,3 +1536,123 @@ describe('refusals never cause a reconnect loop', () => {
     expect(reconnect().sent).toEqual([{ type: 'subscribe', path: '/a' }])
   })
 })
+
+describe("missing: 'wait'", () => {
+  const gone = (path: string, status = 404): Frame => ({ type: 'gone', path, status })
+
+  function waiting(path = '/a'): {
+    client: Client
+    onData: jest.Mock
+    onGone: jest.Mock
+    onError: jest.Mock
+  } {
+    const client = makeClient()
+    const onData = jest.fn()
+    const onGone = jest.fn()
+    const onError = jest.fn()
+    client.listen(path, onData, { missing: 'wait', onGone, onError })
+    latest().open()
+    latest().receive(welcome())
+    return { client, onData, onGone, onError }
+  }
+
+  test('subscribes with missing: wait; only such a listen sends it', () => {
+    waiting('/a')
+    makeClient().listen('/b', () => {})
+    latest().open()
+    expect(FakeSocket.instances[0]!.sent).toEqual([{ type: 'subscribe', path: '/a', missing: 'wait' }])
+    expect(latest().sent).toEqual([{ type: 'subscribe', path: '/b' }])
+  })
+
+  test('gone answers the subscription: onGone, ready resolves; data follows when the resource is created', async () => {
+    const client = makeClient()
+    const onData = jest.fn()
+    const onGone = jest.fn()
+    const off = client.listen('/a', onData, { missing: 'wait', onGone })
+    latest().open()
+    latest().receive(gone('/a'))
+    expect(onGone).toHaveBeenCalledWith({ path: '/a', status: 404 })
+    await expect(off.ready).resolves.toBeUndefined()
+    // A push: the subscription answered already, so it is not taken for an earlier subscription's.
+    latest().receive({ type: 'data', path: '/a', version: 'v1', json: 'created' })
+    expect(onData).toHaveBeenCalledWith('created', expect.objectContaining({ kind: 'change' }))
+  })
+
+  test('while gone, every reconnect resubscribes with missing: wait and no version', () => {
+    const { onData, onGone, onError } = waiting()
+    latest().receive({ type: 'data', path: '/a', version: 'v1', json: 1, snapshot: true })
+    latest().receive(gone('/a'))
+    for (const id of ['c2', 'c3']) {
+      const socket = reconnect(id, CloseCode.ServiceRestart)
+      expect(socket.sent).toEqual([{ type: 'subscribe', path: '/a', missing: 'wait' }])
+      socket.receive(gone('/a'))
+    }
+    expect(onGone).toHaveBeenCalledTimes(3)
+    expect(onError).not.toHaveBeenCalled()
+    latest().receive({ type: 'data', path: '/a', version: 'v2', json: 2 })
+    expect(onData.mock.calls.map((call) => call[0])).toEqual([1, 2])
+  })
+
+  test('a path deleted while away is gone after the reconnect: not recovered; gone again is recovered', () => {
+    const { client, onGone } = waiting()
+    const onResync = jest.fn()
+    client.onResync(onResync)
+    latest().receive({ type: 'data', path: '/a', version: 'v1', json: 1, snapshot: true })
+    reconnect().receive(gone('/a'))
+    expect(onResync).toHaveBeenLastCalledWith({ recovered: false, changed: [] })
+    reconnect('c3').receive(gone('/a'))
+    expect(onResync).toHaveBeenLastCalledWith({ recovered: true, changed: [] })
+    expect(onGone).toHaveBeenCalledTimes(2)
+  })
+
+  test('a listener added while the path is gone gets onGone, and its ready resolves', async () => {
+    const { client } = waiting()
+    latest().receive(gone('/a', 410))
+    const onGone = jest.fn()
+    const onData = jest.fn()
+    const off = client.listen('/a', onData, { onGone })
+    await off.ready
+    expect(onGone).toHaveBeenCalledWith({ path: '/a', status: 410 })
+    expect(onData).not.toHaveBeenCalled()
+    expect(latest().sent).toHaveLength(1)
+  })
+
+  test('a listener that waits, added while the path is subscribed without it, is not refused', () => {
+    const client = makeClient()
+    const onError = jest.fn()
+    const onGone = jest.fn()
+    client.listen('/a', () => {}, { onError })
+    latest().open()
+    client.listen('/a', () => {}, { missing: 'wait', onError, onGone })
+    latest().receive({ type: 'error', code: 'not_found', message: 'not found', path: '/a', status: 404 })
+    expect(latest().sent).toEqual([
+      { type: 'subscribe', path: '/a' },
+      { type: 'subscribe', path: '/a', missing: 'wait' },
+    ])
+    expect(onError).not.toHaveBeenCalled()
+    latest().receive(gone('/a'))
+    expect(onGone).toHaveBeenCalledTimes(1)
+  })
+
+  test('a hub that ignores missing refuses with not_found: reported once, not resubscribed', () => {
+    const { onError } = waiting()
+    latest().receive({ type: 'error', code: 'not_found', message: 'not found', path: '/a', status: 404 })
+    expect(onError).toHaveBeenCalledWith(expect.objectContaining({ code: 'not_found' }))
+    expect(latest().sent).toHaveLength(1)
+    expect(reconnect().sent).toEqual([])
+  })
+
+  test('without the option, a gone path is refused at the next reconnect as before', () => {
+    const client = makeClient()
+    const onError = jest.fn()
+    client.listen('/a', () => {}, { onError })
+    latest().open()
+    latest().receive({ type: 'data', path: '/a', version: 'v1', json: 1, snapshot: true })
+    latest().receive(gone('/a'))
+    const socket = reconnect()
+    expect(socket.sent).toEqual([{ type: 'subscribe', path: '/a' }])
+    socket.receive({ type: 'error', code: 'not_found', message: 'not found', path: '/a', status: 404 })
+    expect(onError).toHaveBeenCalledWith(expect.objectContaining({ code: 'not_found' }))
+    expect(reconnect('c3').sent).toEqual([])
+  })
+})

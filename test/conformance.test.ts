@@ -5,7 +5,7 @@
 import WebSocket from 'ws'
 import { createClient, type Client, type Meta } from '../src/client'
 import type { ListenjsError } from '../src/core/errors'
-import { FRAMEWORKS, startFixture, tlsMaterial, type Fixture } from './helpers/apps'
+import { FRAMEWORKS, startFixture, tlsMaterial, type Fixture, type Item } from './helpers/apps'
 import { TestClient, type Frame } from './helpers/tclient'
 import { until } from './helpers/wait'
 
@@ -259,6 +259,25 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
       })
     })
 
+    it("keeps a subscription that waits (missing: 'wait') for a missing resource: gone, data once created, gone again", async () => {
+      const client = await connect()
+      client.send({ type: 'subscribe', path: '/items/9', missing: 'wait' })
+      expect(await client.next()).toEqual({ type: 'gone', path: '/items/9', status: 404 })
+      expect(app.hub.stats().subscriptions).toBe(1)
+      await request(app, 'PUT', '/items/9', { title: 'ninth' })
+      expect(await client.next()).toMatchObject({
+        type: 'data',
+        path: '/items/9',
+        json: { id: '9', title: 'ninth' },
+      })
+      await request(app, 'DELETE', '/items/9')
+      expect(await client.next()).toEqual({ type: 'gone', path: '/items/9', status: 404 })
+      // A refusal is still a refusal.
+      client.send({ type: 'subscribe', path: '/private', missing: 'wait' })
+      expect(await client.next()).toMatchObject({ type: 'error', code: 'unauthorized', status: 401 })
+      expect(app.hub.stats().subscriptions).toBe(1)
+    })
+
     it('honours route options: notify false, and extra changed paths', async () => {
       const [client] = await subscribed('/items')
       await request(app, 'POST', '/items/quiet')
@@ -489,6 +508,35 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
       await until(() => c.status() === 'open' && c.recovered(), 5000)
       expect(r.errors).toEqual([])
       expect(statuses).toEqual(['connecting', 'open', 'reconnecting', 'open'])
+    })
+
+    it("listens to a path that does not exist yet (missing: 'wait'), and keeps waiting across a restart", async () => {
+      const c = client()
+      const r = recorder<Item>()
+      const resyncs: Array<{ recovered: boolean; changed: string[] }> = []
+      c.onResync((info) => resyncs.push(info))
+      await c.listen('/items/9', r.onData, { ...r.options, missing: 'wait' }).ready
+      expect(r.gone).toEqual([404])
+      // Without the option, the same path is refused as before.
+      await expect(client().listen('/items/9', () => {}).ready).rejects.toMatchObject({
+        code: 'not_found',
+        status: 404,
+      })
+      await request(app, 'PUT', '/items/9', { title: 'ninth' })
+      await until(() => r.data.length === 1)
+      expect(r.last()).toEqual({ id: '9', title: 'ninth' })
+      await request(app, 'DELETE', '/items/9')
+      await until(() => r.gone.length === 2)
+      // A restart (1012, then a new hub on the same port): resubscribed waiting, and gone again.
+      await restart({ graceful: true })
+      await until(() => resyncs.length === 1, 5000)
+      expect(resyncs[0]).toEqual({ recovered: true, changed: [] })
+      expect(r.gone).toEqual([404, 404, 404])
+      expect(app.hub.stats().subscriptions).toBe(1)
+      await request(app, 'PUT', '/items/9', { title: 'back' })
+      await until(() => r.data.length === 2)
+      expect(r.last()).toEqual({ id: '9', title: 'back' })
+      expect(r.errors).toEqual([])
     })
 
     it('marks a push caused by the client’s own write as own, and others as not', async () => {

@@ -159,6 +159,47 @@ describe('useListen', () => {
     await waitFor(() => expect(shown('temp')).toMatchObject({ status: 'live', data: { label: 'back' } }))
   })
 
+  it("with missing: 'wait', shows a path that does not exist yet as gone, then live, and keeps waiting across a restart", async () => {
+    const path = '/things/later'
+    render(
+      withClient(
+        createElement(Show, { id: 'later', path, options: { missing: 'wait' } }),
+        createElement(Show, { id: 'plain', path: '/things/never' }),
+      ),
+    )
+    await waitFor(() => expect(shown('later').status).toBe('gone'))
+    // Without the option, a missing path is refused as before.
+    await waitFor(() => expect(shown('plain')).toMatchObject({ status: 'error', error: 'not_found' }))
+    await act(async () => {
+      await server.request('PUT', path, { label: 'created' })
+    })
+    await waitFor(() => expect(shown('later')).toMatchObject({ status: 'live', data: { label: 'created' } }))
+    await act(async () => {
+      await server.request('DELETE', path)
+    })
+    await waitFor(() => expect(shown('later').status).toBe('gone'))
+    // A restart closes every socket with 1012: the client resubscribes, still waiting.
+    let resynced = false
+    const stop = client.onResync(() => {
+      resynced = true
+    })
+    await act(async () => {
+      await server.request('POST', '/_restart')
+    })
+    await eventually(() => resynced)
+    stop()
+    expect(shown('later').status).toBe('gone')
+    expect(shown('later').data).toBeUndefined()
+    expect((await server.stats()).subscriptions).toBe(1)
+    await act(async () => {
+      await server.request('PUT', path, { label: 'after the restart' })
+    })
+    await waitFor(() =>
+      expect(shown('later')).toMatchObject({ status: 'live', data: { label: 'after the restart' } }),
+    )
+    await server.request('DELETE', path)
+  })
+
   it('shows reconnecting while the socket is down, then live again with the current state', async () => {
     const statuses: string[] = []
     function Track(): ReactElement {

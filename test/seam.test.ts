@@ -4,7 +4,7 @@
  * real-socket suites keep their end-to-end role; these pin the rules themselves.
  */
 import { CloseCode } from '../src/core/protocol'
-import { POLICY } from '../src/core/options'
+import { POLICY, PUBLIC } from '../src/core/options'
 import http from 'node:http'
 import { Hub } from '../src/core/hub'
 import { FakeSocket, fakeHub, settle, upgradeRequest } from './helpers/fake'
@@ -238,4 +238,120 @@ describe('a body that claims to be JSON but is not one JSON value', () => {
       await hub.close()
     },
   )
+})
+
+describe("a subscription that waits for a missing resource (missing: 'wait')", () => {
+  const wait = (path: string) => ({ type: 'subscribe', path, missing: 'wait' })
+
+  it('is kept as gone, gets the resource when it is created, and gone again when it is deleted', async () => {
+    const { hub, state, connect } = fakeHub()
+    const socket = connect()
+    socket.message(wait('/a'))
+    await until(() => socket.frames.length === 2)
+    expect(socket.frames[1]).toEqual({ type: 'gone', path: '/a', status: 404 })
+    expect(hub.stats().subscriptions).toBe(1)
+    state.set('/a', { n: 1 })
+    hub.notify('/a')
+    await until(() => socket.of('data').length === 1)
+    expect(socket.of('data')[0]).toMatchObject({ path: '/a', json: { n: 1 } })
+    expect(socket.of('data')[0]?.snapshot).toBeUndefined()
+    state.delete('/a')
+    hub.notify('/a')
+    await until(() => socket.of('gone').length === 2)
+    state.set('/a', { n: 1 })
+    hub.notify('/a')
+    // The same body as before the deletion is news again.
+    await until(() => socket.of('data').length === 2)
+    expect(socket.of('error')).toEqual([])
+    expect(hub.stats().subscriptions).toBe(1)
+    await hub.close()
+  })
+
+  it('shares a snapshot replay with a subscription that does not wait, which is refused as before', async () => {
+    const { hub, connect } = fakeHub()
+    const waiting = connect()
+    const plain = connect()
+    const before = hub.stats().replays
+    waiting.message(wait('/a'))
+    plain.message({ type: 'subscribe', path: '/a' })
+    await until(() => waiting.frames.length === 2 && plain.frames.length === 2)
+    expect(hub.stats().replays - before).toBe(1)
+    expect(waiting.frames[1]).toMatchObject({ type: 'gone', status: 404 })
+    expect(plain.frames[1]).toMatchObject({ type: 'error', code: 'not_found', status: 404, path: '/a' })
+    expect(hub.stats().subscriptions).toBe(1)
+    await hub.close()
+  })
+
+  it('in an identify group, waits in its own group and shares the group again once the resource exists', async () => {
+    const { hub, state, connect } = fakeHub({ identify: () => 'team' })
+    const alice = connect({ cookie: 'session=alice' })
+    const bob = connect({ cookie: 'session=bob' })
+    alice.message(wait('/a'))
+    bob.message(wait('/a'))
+    await until(() => alice.of('gone').length === 1 && bob.of('gone').length === 1)
+    // Nothing is left behind when a waiting subscriber leaves (no empty group keeps the resource).
+    const carol = connect({ cookie: 'session=carol' })
+    carol.message(wait('/a'))
+    await until(() => carol.of('gone').length === 1)
+    carol.message({ type: 'unsubscribe', path: '/a' })
+    alice.message({ type: 'unsubscribe', path: '/a' })
+    bob.message({ type: 'unsubscribe', path: '/a' })
+    expect(hub.stats()).toMatchObject({ subscriptions: 0, resources: 0 })
+    alice.message(wait('/a'))
+    bob.message(wait('/a'))
+    await until(() => alice.of('gone').length === 2 && bob.of('gone').length === 2)
+    // Absent: an identify group shares only 2xx, so each is replayed with its own request.
+    let before = hub.stats().replays
+    state.set('/a', { n: 1 })
+    hub.notify('/a')
+    await until(() => alice.of('data').length === 1 && bob.of('data').length === 1)
+    expect(hub.stats().replays - before).toBe(2)
+    // Created: back in one group, one replay per change.
+    before = hub.stats().replays
+    state.set('/a', { n: 2 })
+    hub.notify('/a')
+    await until(() => alice.of('data').length === 2 && bob.of('data').length === 2)
+    expect(hub.stats().replays - before).toBe(1)
+    await hub.close()
+  })
+
+  it('in a public group, shares the absence: one replay per change for every waiting member', async () => {
+    const { hub, state, connect } = fakeHub({ identify: () => PUBLIC })
+    const alice = connect({ cookie: 'session=alice' })
+    const bob = connect({ cookie: 'session=bob' })
+    alice.message(wait('/a'))
+    bob.message(wait('/a'))
+    await until(() => alice.of('gone').length === 1 && bob.of('gone').length === 1)
+    const before = hub.stats().replays
+    state.set('/a', { n: 1 })
+    hub.notify('/a')
+    await until(() => alice.of('data').length === 1 && bob.of('data').length === 1)
+    expect(hub.stats().replays - before).toBe(1)
+    await hub.close()
+  })
+
+  it('keeps waiting through an auth message: answered gone again, not refused', async () => {
+    const { hub, connect } = fakeHub()
+    const socket = connect()
+    socket.message(wait('/a'))
+    await until(() => socket.of('gone').length === 1)
+    socket.message({ type: 'auth', token: 'fresh' })
+    await until(() => socket.of('gone').length === 2)
+    expect(socket.of('error')).toEqual([])
+    expect(hub.stats().subscriptions).toBe(1)
+    await hub.close()
+  })
+
+  it('is still refused by authorize (403), and a socket that sends another value of missing is closed with 4400', async () => {
+    const { hub, connect } = fakeHub({ authorize: (path) => path !== '/forbidden' })
+    const socket = connect()
+    socket.message(wait('/forbidden'))
+    await until(() => socket.of('error').length === 1)
+    expect(socket.of('error')[0]).toMatchObject({ code: 'unauthorized', status: 403, path: '/forbidden' })
+    socket.message({ type: 'subscribe', path: '/a', missing: 'refuse' })
+    await until(() => socket.closedWith !== undefined)
+    expect(socket.closedWith?.code).toBe(CloseCode.BadMessage)
+    expect(hub.stats().subscriptions).toBe(0)
+    await hub.close()
+  })
 })

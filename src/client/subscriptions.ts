@@ -52,8 +52,18 @@ export interface ListenOptions {
    * @default undefined (errors are not reported)
    */
   onError?: (error: ListenjsError) => void
-  /** The resource answered 404 or 410 after a change; the subscription stays. @default undefined */
+  /**
+   * The resource answered 404 or 410 after a change, or (with `missing: 'wait'`) when subscribing; the
+   * subscription stays, and data follows if the resource comes back. @default undefined
+   */
   onGone?: (info: { path: string; status: number }) => void
+  /**
+   * `'wait'`: a path that does not exist yet (404 or 410) is not refused: `onGone` is called and the
+   * subscription stays, across reconnects, until the resource exists and `onData` gets it. Listeners
+   * of one path share its subscription: once one of them waits, they all get `onGone` instead of a
+   * `not_found` refusal. @default undefined (a missing resource is refused with `not_found`)
+   */
+  missing?: 'wait'
 }
 
 /** Stops one `listen` call. Calling it again does nothing. */
@@ -61,7 +71,8 @@ export interface Unlisten {
   (): void
   /**
    * Settles once for this `listen` call: resolves right after its first value was delivered to it
-   * (for a path whose state is already known, right after it gets that state); rejects with the
+   * (for a path whose state is already known, right after it gets that state), or its first `onGone`
+   * (a missing resource the subscription waits for, with `missing: 'wait'`); rejects with the
    * {@link ListenjsError} refusing the path, or with code `closed` when the client gives up, is
    * closed, or this listener is stopped first. Awaiting it is optional: a rejection nobody observes
    * is not reported as unhandled.
@@ -89,8 +100,14 @@ interface Entry {
   value?: { readonly data: unknown; readonly meta: Meta }
   // Set when the server does not hold the subscription after an error; a new `listen` clears it.
   refusal?: ErrorCode
-  // Set from `subscribe` until the answer (`data` snapshot, `subscribed` or `error`) arrives.
+  // Set from `subscribe` until the answer (`data` snapshot, `subscribed`, `gone` or `error`) arrives.
   awaiting?: boolean
+  // `'wait'` once a listener asked to wait for a missing resource: sent with every `subscribe`.
+  wait?: 'wait'
+  // What the last `subscribe` sent as `missing`.
+  asked?: 'wait'
+  // What `onGone` got last, while the resource is missing (no value).
+  gone?: { readonly path: string; readonly status: number }
 }
 
 /** How the subscriptions reach the connection. */
@@ -146,10 +163,15 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
   // Set when a 401 made the client reconnect; until that reconnect's round ends, 401s are reported.
   let retrying = false
 
-  // `version` is left out of the frame (JSON drops `undefined`) while no value is held.
+  // `version` and `missing` are left out of the frame (JSON drops `undefined`) while not set.
   const subscribe = (path: string, entry: Entry): void => {
     entry.awaiting = true
-    link.send({ type: 'subscribe', path, version: entry.value?.meta.version })
+    link.send({
+      type: 'subscribe',
+      path,
+      version: entry.value?.meta.version,
+      missing: (entry.asked = entry.wait),
+    })
   }
 
   // `entry` answered its resubscription (`gap`: with anything but "unchanged"); the last answer ends
@@ -174,26 +196,27 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
       })
       ready.catch(noop)
       const listener: Listener = { onData, options, settle }
-      let entry = entries.get(path)
-      if (!entry) {
-        entries.set(path, (entry = { listeners: new Set() }))
-        subscribe(path, entry)
-      } else if (entry.refusal) {
-        entry.refusal = undefined
-        subscribe(path, entry)
-      } else if (entry.value) {
-        const known = entry
-        const value = entry.value
+      const known = entries.get(path)
+      const own: Entry = known ?? { listeners: new Set() }
+      // Only `'wait'` is sent: a hub closes a socket that sends any other value.
+      if (options?.missing === 'wait') own.wait = 'wait'
+      if (!known || own.refusal) {
+        entries.set(path, own)
+        own.refusal = undefined
+        subscribe(path, own)
+      } else if (own.value || own.gone) {
+        const { value, gone } = own
         // A native promise, not queueMicrotask: the value arrives after `listen` returns, like any other.
-        // Skipped when a newer value (delivered to this listener too), an error or an unlisten came first.
+        // Skipped when newer news (delivered to this listener too), an error or an unlisten came first.
         void Promise.resolve().then(() => {
-          if (known.value !== value || !known.listeners.has(listener)) return
-          callSafely(onData, value.data, { ...value.meta, snapshot: true, kind: 'snapshot', own: false })
+          if (own.value !== value || own.gone !== gone || !own.listeners.has(listener)) return
+          if (value)
+            callSafely(onData, value.data, { ...value.meta, snapshot: true, kind: 'snapshot', own: false })
+          else callSafely(options?.onGone, gone!)
           settle()
         })
       }
-      entry.listeners.add(listener)
-      const own = entry
+      own.listeners.add(listener)
       return Object.assign(
         () => {
           if (!own.listeners.delete(listener)) return
@@ -266,6 +289,7 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
           }
           const data = 'json' in message ? message.json : message.text
           entry.value = { data, meta }
+          entry.gone = undefined
           for (const listener of listeners) {
             callSafely(listener.onData, data, meta)
             listener.settle()
@@ -277,14 +301,27 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
           entry.awaiting = false
           confirm()
           break
-        case 'gone':
+        case 'gone': {
           // Gone is not a state the app can hold: the next resubscription asks for the state afresh.
+          // It answers a subscription that waits for its resource (its `ready` resolves), or is news.
+          const gone = (entry.gone = { path, status: message.status })
           entry.value = undefined
-          for (const listener of listeners)
-            callSafely(listener.options?.onGone, { path, status: message.status })
+          entry.awaiting = false
+          for (const listener of listeners) {
+            callSafely(listener.options?.onGone, gone)
+            listener.settle()
+          }
+          answered(entry, !!held)
           break
+        }
         case 'error': {
           entry.awaiting = false
+          // A listener asked to wait after this path was subscribed without it: subscribed again,
+          // waiting (a hub that ignores `missing` refuses that one, and the refusal is reported).
+          if (message.code === 'not_found' && entry.wait && !entry.asked) {
+            subscribe(path, entry)
+            break
+          }
           // A cookie session may have rotated since this socket opened (the browser sent its cookies
           // once, on the upgrade): a 401 gets one fresh socket before it is reported. The path keeps
           // its value, so an unchanged state is not delivered again.
@@ -295,7 +332,7 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
           }
           const error = new ListenjsError(message.code, message.message, { status: message.status, path })
           // The server no longer holds the subscription, so the value stops being current.
-          entry.value = undefined
+          entry.value = entry.gone = undefined
           entry.refusal = message.code
           for (const listener of listeners) {
             callSafely(listener.options?.onError, error)

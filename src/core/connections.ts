@@ -263,7 +263,7 @@ export class Connections {
     const message = parsed.message
     switch (message.type) {
       case 'subscribe':
-        this.subscriptions.subscribe(connection, message.path, message.version)
+        this.subscriptions.subscribe(connection, message.path, message.version, message.missing === 'wait')
         return
       case 'unsubscribe': {
         const subscription = connection.subscriptions.get(message.path)

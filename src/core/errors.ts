@@ -15,12 +15,14 @@ export type ListenjsErrorCode =
 
 /** The one error class of listenjs, on the server and in the client. */
 export class ListenjsError extends Error {
+  // `declare`: assigned in the constructor only, so no field definitions are emitted (the browser
+  // client's bundle, built for ES2020, would carry a helper to define them).
   /** What went wrong, as a stable string to switch on. */
-  readonly code: ListenjsErrorCode
+  declare readonly code: ListenjsErrorCode
   /** The HTTP status of the replayed GET, when the error comes from one. */
-  readonly status: number | undefined
+  declare readonly status: number | undefined
   /** The subscription path the error is about, if any. */
-  readonly path: string | undefined
+  declare readonly path: string | undefined
 
   /**
    * @param code - one of {@link ListenjsErrorCode}

@@ -85,7 +85,7 @@ export function retryPolicy(code: number): 'now' | 'backoff' | 'slow' | 'never' 
 /**
  * Why a subscription was refused or ended, in the `code` field of an `error` message.
  * - `unauthorized`: the replayed GET answered 401 or 403;
- * - `not_found`: the replayed GET answered 404 or 410 when subscribing;
+ * - `not_found`: the replayed GET answered 404 or 410 when subscribing (unless it asked `missing: 'wait'`);
  * - `failed`: the replayed GET answered another non-2xx status, timed out or was too large;
  * - `bad_path`: the path is not acceptable (see PROTOCOL.md, "Paths");
  * - `limit`: a per-socket bound was reached (too many subscriptions);
@@ -103,11 +103,14 @@ export const PERMANENT_ERRORS: readonly ErrorCode[] = ['unauthorized', 'not_foun
  * Starts a subscription to `path` (a path with an optional query string, e.g. `/a?week=48`). A client
  * that already holds a state of the path (after a reconnect) sends its `version`: when the current
  * state has that version the server answers `subscribed` instead of sending the state again.
+ * `missing: 'wait'` keeps a subscription to a path that answers 404 or 410: the answer is `gone`
+ * instead of an `error` `not_found`, and `data` follows once the resource exists.
  */
 export interface SubscribeMessage {
   readonly type: 'subscribe'
   readonly path: string
   readonly version?: string
+  readonly missing?: 'wait'
 }
 
 /** Ends the subscription to `path`. Unknown paths are ignored. */
@@ -175,7 +178,10 @@ export interface DataMessage {
   readonly text?: string
 }
 
-/** The resource at `path` answered 404 or 410 after a change; the subscription stays. */
+/**
+ * The resource at `path` answered 404 or 410 after a change, or when a subscription that asked to
+ * wait (`missing: 'wait'`) was made; the subscription stays.
+ */
 export interface GoneMessage {
   readonly type: 'gone'
   readonly path: string
@@ -234,12 +240,15 @@ export function parseClientMessage(data: unknown): Parsed<ClientMessage> {
       if (typeof value.path !== 'string') return fail('subscribe needs a string path')
       if (value.version !== undefined && typeof value.version !== 'string')
         return fail('version must be a string')
+      if (value.missing !== undefined && value.missing !== 'wait') return fail('missing must be "wait"')
       return {
         ok: true,
-        message:
-          value.version === undefined
-            ? { type: 'subscribe', path: value.path }
-            : { type: 'subscribe', path: value.path, version: value.version },
+        message: {
+          type: 'subscribe',
+          path: value.path,
+          ...(value.version === undefined ? {} : { version: value.version }),
+          ...(value.missing === undefined ? {} : { missing: 'wait' }),
+        },
       }
     case 'unsubscribe':
       if (typeof value.path !== 'string') return fail('unsubscribe needs a string path')

@@ -52,6 +52,11 @@ export interface Subscription {
    * subscription.
    */
   readonly identity: string
+  /**
+   * It asked to wait for a missing resource (`missing: 'wait'`): a snapshot answering 404 or 410
+   * keeps it (as `gone`) instead of refusing it.
+   */
+  readonly wait: boolean
   /** The group it is in; undefined while its snapshot is pending. */
   group: Group | undefined
   /** The snapshot replay it waits for; undefined once delivered. */

@@ -145,7 +145,8 @@ export function verdict(kind: GroupKind, result: ReplayResult): Verdict {
 /**
  * The group a subscriber belongs in after an answer made with its own request: the route-public
  * group of its Host when that answer said public (unless `identify` already made it public), else
- * its identity's.
+ * its identity's; but its own group when that group may not share the answer (a 404 or 410 for a
+ * subscription that waits for its resource, in an `identify` group: it waits as after a split).
  */
 export function groupFor(
   registry: Registry,
@@ -154,6 +155,7 @@ export function groupFor(
   trustProxy: ResolvedTrustProxy,
 ): Group {
   const { connection, resource, identity } = subscription
-  const key = result.public && kindOf(identity) !== 'public' ? groupKey.route(connection.publicKey) : identity
+  let key = result.public && kindOf(identity) !== 'public' ? groupKey.route(connection.publicKey) : identity
+  if (verdict(kindOf(key), result) === 'split') key = connection.ownKey
   return registry.group(resource, key, () => publicContext(connection.request, trustProxy))
 }

@@ -2,16 +2,17 @@
  * Subscribing (SPEC §2.2): a path is checked (shape, the `paths` option, the per-socket bound), the
  * `authorize` hook may refuse it, and its first state is a snapshot replay made with the
  * subscriber's own request, shared only by subscribers with the very same request that arrive while
- * it waits. The answer joins the subscription to its group, or refuses it. Re-authentication and
- * unsubscribing live here too.
+ * it waits. The answer joins the subscription to its group, or refuses it; a 404 or 410 for a
+ * subscription that waits for its resource (`missing: 'wait'`) joins it as `gone`. Re-authentication
+ * and unsubscribing live here too.
  */
-import { dataFrame, errorFrame, subscribedFrame } from './frames'
+import { dataFrame, errorFrame, goneFrame, subscribedFrame } from './frames'
 import type { Kernel } from './kernel'
 import { PUBLIC, type Authorize } from './options'
 import type { Outbox } from './outbox'
 import { checkPath, pathnameOf } from './paths'
 import type { ErrorCode } from './protocol'
-import { refusal, type Pushes } from './pushes'
+import { GONE, refusal, type Pushes } from './pushes'
 import type { Connection, Resource, SnapshotFlight, Subscription } from './registry'
 import type { UpgradeRequest } from './replay'
 import { belowPrefix } from './proxy'
@@ -24,8 +25,11 @@ export class Subscriptions {
     private readonly pushes: Pushes,
   ) {}
 
-  /** Subscribes `connection` to `path`; `heldVersion` is the state a reconnecting client holds. */
-  subscribe(connection: Connection, path: string, heldVersion: string | undefined): void {
+  /**
+   * Subscribes `connection` to `path`; `heldVersion` is the state a reconnecting client holds; `wait`:
+   * a missing resource is answered `gone` and the subscription kept (`missing: 'wait'`).
+   */
+  subscribe(connection: Connection, path: string, heldVersion: string | undefined, wait = false): void {
     if (connection.subscriptions.has(path)) return
     const { limits } = this.kernel.options
     const reason = checkPath(path, limits.pathLength)
@@ -53,6 +57,7 @@ export class Subscriptions {
       path: resource.path,
       resource,
       identity: resource.groups.get(identity)?.key ?? identity,
+      wait,
       group: undefined,
       flight: undefined,
       version: heldVersion,
@@ -81,7 +86,7 @@ export class Subscriptions {
     connection.ownKey = ownKeyOf(request)
     const held = [...connection.subscriptions.values()]
     for (const subscription of held) this.kernel.registry.remove(subscription)
-    for (const subscription of held) this.subscribe(connection, subscription.path, subscription.version)
+    for (const { path, version, wait } of held) this.subscribe(connection, path, version, wait)
   }
 
   /** Sends an error about `path` to one socket; the socket stays open. */
@@ -191,25 +196,34 @@ export class Subscriptions {
     const result = await kernel.replay(flight.context, resource.target)
     if (resource.flights.get(flight.key) === flight) resource.flights.delete(flight.key)
     if (kernel.closing) return
-    const ok = result.status >= 200 && result.status <= 299
+    const { status } = result
+    const ok = status >= 200 && status <= 299
+    const missing = status === 404 || status === 410
     if (ok) registry.aliasAll(resource, result.aliases)
     const version = ok ? registry.version(resource, result.version) : result.version
     let frame: Buffer | undefined
+    let gone: Buffer | undefined
     const hold = kernel.moreFramesComing(true)
     for (const subscription of flight.subscribers) {
       if (!resource.pending.delete(subscription)) continue
       subscription.flight = undefined
       const { connection, path } = subscription
-      if (!ok) {
+      if (!ok && !(missing && subscription.wait)) {
         registry.remove(subscription)
-        const [code, message] = refusal(result.status, true)
-        this.refuse(connection, code, message, path, result.status)
+        const [code, message] = refusal(status, true)
+        this.refuse(connection, code, message, path, status)
         continue
       }
+      // An absence an `identify` group may not share puts it in its own group, as after a split; it
+      // goes back to the shared one when its own replay answers 2xx (see `groupFor`).
       const group = groupFor(registry, subscription, result, options.trustProxy)
       registry.join(subscription, group)
       subscription.seq = seq
-      if (subscription.version === version) {
+      if (!ok) {
+        // Waiting for the resource: it holds `gone`, so whatever state comes next is news.
+        subscription.version = GONE
+        this.outbox.send(connection, path, (gone ??= goneFrame(path, status)), hold)
+      } else if (subscription.version === version) {
         // A resubscription holding the current state: confirm it, send nothing again.
         subscription.version = version
         this.outbox.send(connection, path, subscribedFrame(path, version), hold)

@@ -15,8 +15,8 @@ import type { Client, ListenjsError } from '../client/index'
  * - `live`: `data` is the current state and the socket is open;
  * - `reconnecting`: the socket is down; `data` is the last state held, maybe stale. When the socket is
  *   back and every path answered, `live` again (with the new state if it changed meanwhile);
- * - `gone`: the resource answered 404 or 410 after a change (deleted); `data` is undefined. If it
- *   comes back, `live` again;
+ * - `gone`: the resource answered 404 or 410 after a change (deleted), or does not exist yet (with
+ *   `missing: 'wait'`); `data` is undefined. If it comes back (or is created), `live`;
  * - `error`: the subscription was refused (`error.code`: `unauthorized`, `not_found`, …) or the client
  *   gave up (`closed`); `data` is undefined.
  */
@@ -37,6 +37,12 @@ export interface ListenState<T> {
 export interface UseListenOptions {
   /** The client to listen through. @default the {@link ListenProvider}'s, else the page's default client */
   client?: Client
+  /**
+   * `'wait'`: a path that does not exist yet (404 or 410) is `gone`, not an `error`, and becomes `live`
+   * when the resource is created; the subscription is kept across reconnects (see `ListenOptions.missing`
+   * of `listenjs/client`). @default undefined (a missing resource is an `error` with code `not_found`)
+   */
+  missing?: 'wait'
 }
 
 const ClientContext = createContext<Client | undefined>(undefined)
@@ -75,6 +81,7 @@ export function useListen<T = unknown>(
 ): ListenState<T> {
   const provided = useContext(ClientContext)
   const source = options.client ?? provided
+  const { missing } = options
   const [held, setHeld] = useState<{ path: string; source?: Client; state: ListenState<T> }>()
 
   useEffect(() => {
@@ -97,6 +104,7 @@ export function useListen<T = unknown>(
           status: client.status() === 'open' ? 'live' : 'reconnecting',
         }),
       {
+        missing,
         onError: (error) => set({ data: undefined, version: undefined, error, status: 'error' }),
         onGone: () => set({ data: undefined, version: undefined, error: undefined, status: 'gone' }),
       },
@@ -115,7 +123,7 @@ export function useListen<T = unknown>(
       stopResync()
       setTimeout(unlisten)
     }
-  }, [source, path])
+  }, [source, path, missing])
 
   if (!path) return IDLE
   return held && held.path === path && held.source === source ? held.state : LOADING
