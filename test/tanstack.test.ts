@@ -128,6 +128,23 @@ describe('liveQueries', () => {
     }
   })
 
+  it("with missing: 'wait', a query of a resource not created yet gets its first state when it is", async () => {
+    stop()
+    stop = liveQueries(queryClient, client, { missing: 'wait' })
+    const observer = observe(['/things/later'])
+    const unsubscribe = observer.subscribe(() => {})
+    try {
+      // The query function reports the absence; the subscription stays (a refused one would not).
+      await eventually(() => observer.getCurrentResult().status === 'error')
+      await eventually(async () => (await server.stats()).subscriptions === 1)
+      await server.request('PUT', '/things/later', { label: 'now here' })
+      await eventually(() => observer.getCurrentResult().status === 'success')
+      expect(observer.getCurrentResult().data).toMatchObject({ label: 'now here' })
+    } finally {
+      unsubscribe()
+    }
+  })
+
   it('with a pathOf option, any key can name a path; the returned function stops everything', async () => {
     stop()
     stop = liveQueries(queryClient, client, {

@@ -15,6 +15,13 @@ export interface LiveQueriesOptions {
    * `['/appointments?week=2026-W48']`
    */
   pathOf?: (queryKey: QueryKey) => string | undefined
+  /**
+   * `'wait'`: a query whose resource does not exist yet keeps listening (see `listen`'s option of the
+   * same name): its query function reports the absence, and the resource's first state is written into
+   * the cache when it is created. @default undefined (listening to a missing resource is refused, and
+   * the query invalidated)
+   */
+  missing?: 'wait'
 }
 
 /** The default {@link LiveQueriesOptions.pathOf}: `['/path']` names `/path`. */
@@ -89,6 +96,7 @@ export function liveQueries(
             write(query, created)
           },
           {
+            missing: options.missing,
             onGone: () => void queryClient.invalidateQueries({ queryKey: query.queryKey, exact: true }),
             // Deleted between the query's fetch and the subscription's snapshot: the same news.
             onError: (error) => {
