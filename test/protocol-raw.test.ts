@@ -31,7 +31,7 @@ const V1 = 'listenjs.v1'
 
 const EXERCISED = {
   client: ['subscribe', 'unsubscribe', 'auth', 'pong'],
-  server: ['welcome', 'ping', 'subscribed', 'data', 'gone', 'error'],
+  server: ['welcome', 'ping', 'reauth', 'subscribed', 'data', 'gone', 'error'],
   errors: ['unauthorized', 'not_found', 'bad_path', 'limit', 'failed', 'bad_message'],
   closes: [1000, 1001, 1002, 1006, 1007, 1008, 1009, 1011, 1012, 4400, 4403, 4406, 4407, 4408, 4429, 4509],
   upgrade: [400, 403, 404, 429],
@@ -502,6 +502,30 @@ describe('client messages', () => {
     })
     expect(rechecked.get('/items')).toEqual({ type: 'subscribed', path: '/items', version: held })
     expect(server.hub.stats().subscriptions).toBe(1)
+  })
+
+  it('reauth: sent before the credentials expire; at expiry, without a new auth, every path is checked again', async () => {
+    fakeClock()
+    const expiresAt = Date.now() + 10_000
+    const server = await start({
+      credentialsExpireAt: (request) => (request.headers.authorization ? expiresAt : undefined),
+    })
+    server.answers.set('/private', () => (Date.now() < expiresAt ? { json: 1 } : { status: 401 }))
+    const raw = await Raw.welcomed(server.wsUrl)
+    raw.send({ type: 'auth', token: 'short' })
+    raw.send({ type: 'subscribe', path: '/private' })
+    expect(await raw.next()).toMatchObject({ type: 'data', path: '/private' })
+    // Half the lifetime left is shorter than the lead (60 s): reauth comes after 5 s.
+    jest.advanceTimersByTime(5000)
+    expect(await raw.next()).toEqual({ type: 'reauth' })
+    jest.advanceTimersByTime(5000)
+    expect(await raw.next()).toEqual({
+      type: 'error',
+      code: 'unauthorized',
+      message: expect.any(String),
+      path: '/private',
+      status: 401,
+    })
   })
 
   it('auth with a token outside the RFC 6750 characters is a bad message', async () => {

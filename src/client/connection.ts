@@ -242,7 +242,11 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
         silenceMs = message.heartbeat.intervalMs + message.heartbeat.timeoutMs
         armSilence()
       } else if (message.type === 'ping') write(ws, { type: 'pong' })
-      else events.message(message)
+      // The credentials expire soon: a fresh token, or for a cookie session a new socket (the browser
+      // sends its cookies again). If the token getter fails, the server's check at expiry decides.
+      else if (message.type !== 'reauth') events.message(message)
+      else if (config.auth) api.reauthenticate().catch(noop)
+      else api.reconnect()
     }
     ws.onopen = async () => {
       opened = true

@@ -54,6 +54,9 @@ export interface ClientOptions {
    * replays as `Authorization: Bearer <token>`. A function that throws or rejects counts as a failed
    * connection and is retried with backoff. A path refused with 401 is reported at once through
    * `onError`: refresh the token and call {@link Client.reauthenticate}, which keeps every listener.
+   * When the hub says the credentials expire soon (its `credentialsExpireAt`, the `reauth` message), a
+   * function is called again and its token sent on the open socket; a cookie-authenticated client
+   * reconnects at once instead (the browser sends its current cookies), keeping every listener.
    *
    * Without it the client is cookie-authenticated: the browser sends its cookies on each WebSocket
    * upgrade, and only then. Since a session cookie may have been rotated (a re-login) after the socket

@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { errorFrame, welcomeFrame } from './frames'
+import { REAUTH_FRAME, errorFrame, welcomeFrame } from './frames'
 import type { Kernel } from './kernel'
 import type { Outbox } from './outbox'
 import { CloseCode, parseClientMessage } from './protocol'
@@ -18,7 +18,7 @@ import {
   type ReplayContext,
   type UpgradeRequest,
 } from './replay'
-import { isBasePath } from './options'
+import { POLICY, isBasePath } from './options'
 import { servedUnder } from './proxy'
 import { groupKey, ownKeyOf, publicKey } from './sharing'
 import type { HubSocket, SocketEvents } from './socket'
@@ -142,6 +142,11 @@ export class Connections {
   /** Sockets that have not sent a message yet, with their deadline, oldest first. */
   private readonly silent = new Map<Connection, number>()
   private silentTimer: NodeJS.Timeout | undefined
+  /**
+   * The timer of each socket whose credentials expire (`credentialsExpireAt`): its `reauth`, then its
+   * re-check. Kept here, not on the socket, so that apps without the hook pay nothing per socket.
+   */
+  private readonly expiries = new Map<Connection, NodeJS.Timeout>()
 
   constructor(
     readonly kernel: Kernel,
@@ -171,6 +176,7 @@ export class Connections {
     this.expectFirstMessage(link)
     const { intervalMs, timeoutMs } = this.kernel.options.heartbeat
     socket.send(welcomeFrame(link.id, intervalMs, timeoutMs))
+    this.expireCredentials(link)
     this.kernel.emit('connect', { id: link.id, remoteAddress: link.request.remoteAddress })
     return link
   }
@@ -193,6 +199,8 @@ export class Connections {
   closeAll(code: number): void {
     clearTimeout(this.silentTimer)
     this.silent.clear()
+    for (const timer of this.expiries.values()) clearTimeout(timer)
+    this.expiries.clear()
     const reason = code === CloseCode.ServiceRestart ? 'server restart' : 'server shutdown'
     for (const connection of [...this.open.values()]) {
       for (const subscription of connection.subscriptions.values())
@@ -228,16 +236,74 @@ export class Connections {
   }
 
   /**
+   * Schedules, from `credentialsExpireAt`, the `reauth` of `connection` some time before its
+   * credentials expire and the re-check of its subscriptions at expiry, replacing what was scheduled
+   * for its earlier credentials. At expiry, every subscription is subscribed again with the held
+   * version and the current (expired) credentials: the app's GET route refuses what they no longer
+   * open, and those subscriptions end with `unauthorized`. Nothing falls back to anonymous. No timer
+   * for a socket without an expiry.
+   */
+  private expireCredentials(connection: Connection): void {
+    const hook = this.kernel.options.credentialsExpireAt
+    if (!hook) return
+    clearTimeout(this.expiries.get(connection))
+    this.expiries.delete(connection)
+    let at: number
+    try {
+      const value = hook(connection.request)
+      if (value === undefined) return
+      at = +value
+      if (Number.isNaN(at)) throw new TypeError('not a time')
+    } catch (error) {
+      this.kernel.options.logger.error(
+        { err: error, id: connection.id },
+        'listenjs: credentialsExpireAt failed; the credentials are taken not to expire',
+      )
+      return
+    }
+    // Already expired: what the socket holds was just checked with these credentials (by the `auth`;
+    // at the upgrade it holds nothing yet), and each `subscribe` is. Asking would only loop (the
+    // client just presented them: a cookie client would reconnect again and again).
+    const left = at - Date.now()
+    if (left <= 0) return
+    const lead = Math.min(POLICY.reauthLeadMs, left / 2)
+    this.at(connection, at - lead, () => {
+      connection.socket.send(REAUTH_FRAME)
+      this.at(connection, at, () => {
+        this.expiries.delete(connection)
+        this.subscriptions.reauthenticate(connection, connection.request)
+      })
+    })
+  }
+
+  /** Calls `fn` at `time` (epoch ms) unless `connection` closes first; one timer per connection. */
+  private at(connection: Connection, time: number, fn: () => void): void {
+    // setTimeout fires at once past 2^31-1 ms: a farther time waits in steps.
+    const delay = Math.max(0, Math.min(time - Date.now(), 2 ** 31 - 1))
+    const fire = (): void => {
+      if (connection.closed) return
+      if (Date.now() < time) this.at(connection, time, fn)
+      else this.guarded(connection, fn, 'a credentials expiry')
+    }
+    this.kernel.inScope(() => this.expiries.set(connection, setTimeout(fire, delay).unref()))
+  }
+
+  /**
    * @internal A message from the socket of `connection`. Whatever goes wrong handling it stays in
    * the hub: it is logged, and that socket is closed with 1011.
    */
   received(connection: Connection, data: Buffer, isBinary: boolean): void {
+    this.guarded(connection, () => this.route(connection, data, isBinary))
+  }
+
+  /** Runs `fn` for `connection`; if it throws, logs it (`what` failed) and closes that socket with 1011. */
+  private guarded(connection: Connection, fn: () => void, what = 'a message'): void {
     try {
-      this.route(connection, data, isBinary)
+      fn()
     } catch (error) {
       this.kernel.options.logger.error(
         { err: error, id: connection.id },
-        'listenjs: a message could not be handled',
+        `listenjs: ${what} could not be handled`,
       )
       this.outbox.close(connection, CloseCode.InternalError, 'internal error')
     }
@@ -278,6 +344,7 @@ export class Connections {
           return
         }
         this.subscriptions.reauthenticate(connection, withToken(connection.request, message.token))
+        this.expireCredentials(connection)
         return
       case 'pong':
         return
@@ -296,6 +363,10 @@ export class Connections {
     if (!this.open.delete(connection.id)) return
     connection.closed = true
     this.silent.delete(connection)
+    if (this.expiries.size) {
+      clearTimeout(this.expiries.get(connection))
+      this.expiries.delete(connection)
+    }
     this.outbox.forgetAll(connection)
     for (const subscription of [...connection.subscriptions.values()])
       this.kernel.registry.remove(subscription)

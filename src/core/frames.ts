@@ -3,6 +3,7 @@ import type {
   ErrorMessage,
   GoneMessage,
   PingMessage,
+  ReauthMessage,
   SubscribedMessage,
   WelcomeMessage,
 } from './protocol'
@@ -93,3 +94,6 @@ export function welcomeFrame(id: string, intervalMs: number, timeoutMs: number):
 
 /** The `ping` frame; one buffer for the life of the process. */
 export const PING_FRAME: Buffer = Buffer.from(JSON.stringify({ type: 'ping' } satisfies PingMessage))
+
+/** The `reauth` frame; one buffer for the life of the process. */
+export const REAUTH_FRAME: Buffer = Buffer.from(JSON.stringify({ type: 'reauth' } satisfies ReauthMessage))

@@ -41,6 +41,17 @@ export type OriginCheck = (origin: string, request: UpgradeRequest) => boolean
 export type Authorize = (path: string, request: UpgradeRequest) => boolean | Promise<boolean>
 
 /**
+ * When the credentials of a socket expire: epoch milliseconds, a `Date`, or `undefined` (never).
+ * Called with what the socket keeps of its upgrade request when it opens, and again after each `auth`
+ * message (with the new token in `Authorization`): read a JWT's `exp`, or a session's end from the
+ * store. Some time before (`POLICY.reauthLeadMs`, at most half the remaining lifetime) the socket gets
+ * a `reauth` message; at expiry, unless an `auth` moved it later, every subscription of the socket is
+ * checked again by replay with its current credentials. A time already past asks at once; a hook that
+ * throws is logged and counts as "no expiry".
+ */
+export type CredentialsExpireAt = (request: UpgradeRequest) => number | Date | undefined
+
+/**
  * Which paths may be subscribed to: path prefixes matched segment by segment (`'/api'` allows
  * `/api` and `/api/…`, not `/apix`), or a function of the path (with query) and the upgrade
  * request that returns `true` to allow. Replays go straight to the app's handler: a front proxy's
@@ -134,6 +145,11 @@ export interface HubOptions {
    */
   paths?: PathRule
   /**
+   * When each socket's credentials expire (see {@link CredentialsExpireAt}). @default undefined
+   * (never: no timer per socket)
+   */
+  credentialsExpireAt?: CredentialsExpireAt
+  /**
    * Which proxies in front of the app are trusted (as Express's `trust proxy`): `true` (the
    * immediate peer, one hop), a number of hops, or the proxies' addresses. Behind a trusted proxy,
    * `limits.connectionsPerAddress` counts the client's forwarded address (`X-Forwarded-For`, read
@@ -172,6 +188,7 @@ export interface ResolvedOptions {
   identify: Identify | undefined
   authorize: Authorize | undefined
   paths: PathRule | undefined
+  credentialsExpireAt: CredentialsExpireAt | undefined
   trustProxy: ResolvedTrustProxy
   replayTimeoutMs: number
   maxBodyBytes: number
@@ -210,7 +227,14 @@ export const DEFAULTS = {
   recheckAfterMs: 0,
 } as const satisfies Omit<
   ResolvedOptions,
-  'allowedOrigins' | 'identify' | 'authorize' | 'paths' | 'trustProxy' | 'logger' | 'basePath'
+  | 'allowedOrigins'
+  | 'identify'
+  | 'authorize'
+  | 'paths'
+  | 'credentialsExpireAt'
+  | 'trustProxy'
+  | 'logger'
+  | 'basePath'
 >
 
 /** Fixed policy, next to the defaults: what the hub does that no option changes. */
@@ -225,6 +249,11 @@ export const POLICY = {
   closeGraceMs: 1000,
   /** The longest `spreadMs` a resync may ask for. */
   maxResyncSpreadMs: 60_000,
+  /**
+   * How long before its credentials expire a socket gets `reauth` (`credentialsExpireAt`); at most
+   * half the lifetime left when the expiry is learned.
+   */
+  reauthLeadMs: 60_000,
 } as const
 
 /** Whether `value` can be a base path: `/a/b`, acceptable as a path, no query, no trailing slash. */
@@ -277,6 +306,9 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
   }
   if (options.authorize !== undefined && typeof options.authorize !== 'function') {
     throw invalid('authorize', 'a function', options.authorize)
+  }
+  if (options.credentialsExpireAt !== undefined && typeof options.credentialsExpireAt !== 'function') {
+    throw invalid('credentialsExpireAt', 'a function', options.credentialsExpireAt)
   }
   const paths = options.paths
   if (
@@ -340,6 +372,7 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
     identify: options.identify,
     authorize: options.authorize,
     paths,
+    credentialsExpireAt: options.credentialsExpireAt,
     trustProxy: resolveTrustProxy(trust),
     replayTimeoutMs: count('replayTimeoutMs', options.replayTimeoutMs, DEFAULTS.replayTimeoutMs, 1),
     maxBodyBytes: count('maxBodyBytes', options.maxBodyBytes, DEFAULTS.maxBodyBytes, 1),

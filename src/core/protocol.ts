@@ -163,6 +163,15 @@ export interface PingMessage {
 }
 
 /**
+ * The socket's credentials expire soon (the hub's `credentialsExpireAt`): the client sends a fresh
+ * `auth`, or, without a token (cookie session), reconnects. Otherwise, at expiry, every subscription
+ * is checked again with the expired credentials.
+ */
+export interface ReauthMessage {
+  readonly type: 'reauth'
+}
+
+/**
  * A state of `path`. Exactly one of `json` (a parsed JSON body; `null` for an empty body) or `text`
  * (a body of another content type) is present. `snapshot` is true on the first delivery of a
  * subscription. `origin` is the id of the connection whose own HTTP write caused this change, when
@@ -202,7 +211,7 @@ export interface ErrorMessage {
 
 /** Every message a server may send. */
 export type ServerMessage =
-  WelcomeMessage | PingMessage | DataMessage | SubscribedMessage | GoneMessage | ErrorMessage
+  WelcomeMessage | PingMessage | ReauthMessage | DataMessage | SubscribedMessage | GoneMessage | ErrorMessage
 
 // ---------------------------------------------------------------------------------------------
 // Parsing
@@ -281,7 +290,8 @@ export function parseServerMessage(data: unknown): Parsed<ServerMessage> {
       return { ok: true, message: value as unknown as WelcomeMessage }
     }
     case 'ping':
-      return { ok: true, message: { type: 'ping' } }
+    case 'reauth':
+      return { ok: true, message: value as unknown as PingMessage | ReauthMessage }
     case 'data':
       if (typeof value.path !== 'string' || typeof value.version !== 'string') return fail('bad data')
       return { ok: true, message: value as unknown as DataMessage }
