@@ -42,6 +42,29 @@ describeWithRedis('redis backplane', () => {
       expect(response.status).toBe(201)
       expect(await client.next()).toMatchObject({ json: [{ title: 'on b' }, { title: 'also on b' }] })
     })
+
+    it("a subscriber of B waiting for a missing resource (missing: 'wait') gets it when A's write creates it", async () => {
+      const prefix = uniquePrefix()
+      a = await startFixture(framework, { hub: { backplane: redisBackplane({ url: REDIS_URL, prefix }) } })
+      b = await startFixture(framework, { hub: { backplane: redisBackplane({ url: REDIS_URL, prefix }) } })
+      await until(() => a.hub.stats().backplane === 'connected' && b.hub.stats().backplane === 'connected')
+      const client = await connect(b.wsUrl)
+      client.send({ type: 'subscribe', path: '/things/77', missing: 'wait' })
+      expect(await client.next()).toEqual({ type: 'gone', path: '/things/77', status: 404 })
+      // The fixtures keep their data apart: B's store gets the thing, A's write announces it.
+      b.state.putThing('77', { title: 'made on a' })
+      const response = await fetch(`${a.url}/things/77`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ title: 'made on a' }),
+      })
+      expect(response.ok).toBe(true)
+      expect(await client.next()).toMatchObject({
+        type: 'data',
+        path: '/things/77',
+        json: { id: '77', title: 'made on a' },
+      })
+    })
   })
 
   it('ignores its own echo: a local change costs one replay, not two', async () => {
