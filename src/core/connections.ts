@@ -6,6 +6,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
+import { Deadlines } from './deadlines'
 import { REAUTH_FRAME, errorFrame, welcomeFrame } from './frames'
 import type { Kernel } from './kernel'
 import type { Outbox } from './outbox'
@@ -139,9 +140,11 @@ class CommonStrings {
 export class Connections {
   private readonly open = new Map<string, Connection>()
   private readonly common = new CommonStrings()
-  /** Sockets that have not sent a message yet, with their deadline, oldest first. */
-  private readonly silent = new Map<Connection, number>()
-  private silentTimer: NodeJS.Timeout | undefined
+  /**
+   * Sockets that have not sent a message yet: each is closed with 4407 unless it sends one within
+   * `limits.firstMessageMs` (every deadline the same length, so one timer serves them all).
+   */
+  private readonly silent: Deadlines<Connection>
   /**
    * The timer of each socket whose credentials expire (`credentialsExpireAt`): its `reauth`, then its
    * re-check. Kept here, not on the socket, so that apps without the hook pay nothing per socket.
@@ -152,7 +155,13 @@ export class Connections {
     readonly kernel: Kernel,
     readonly outbox: Outbox,
     private readonly subscriptions: Subscriptions,
-  ) {}
+  ) {
+    this.silent = new Deadlines<Connection>(
+      kernel.options.limits.firstMessageMs,
+      (connection) => this.outbox.close(connection, CloseCode.FirstMessageTimeout, 'no message'),
+      (set) => kernel.inScope(set),
+    )
+  }
 
   /** Open sockets. */
   get size(): number {
@@ -173,7 +182,7 @@ export class Connections {
   opened(socket: HubSocket, req: IncomingMessage): SocketEvents {
     const link = new Link(this, socket, this.common.request(req))
     this.open.set(link.id, link)
-    this.expectFirstMessage(link)
+    this.silent.add(link)
     const { intervalMs, timeoutMs } = this.kernel.options.heartbeat
     socket.send(welcomeFrame(link.id, intervalMs, timeoutMs))
     this.expireCredentials(link)
@@ -197,7 +206,6 @@ export class Connections {
 
   /** Closes every socket with `code` and stops the deadline timer. */
   closeAll(code: number): void {
-    clearTimeout(this.silentTimer)
     this.silent.clear()
     for (const timer of this.expiries.values()) clearTimeout(timer)
     this.expiries.clear()
@@ -207,32 +215,6 @@ export class Connections {
         clearTimeout(subscription.group?.retryTimer)
       this.outbox.close(connection, code, reason)
     }
-  }
-
-  /**
-   * Closes `connection` with 4407 unless it sends a message within `limits.firstMessageMs`. Every
-   * deadline is the same span after its socket opened, so one timer serves all of them, set for the
-   * oldest.
-   */
-  private expectFirstMessage(connection: Connection): void {
-    const ms = this.kernel.options.limits.firstMessageMs
-    this.silent.set(connection, Date.now() + ms)
-    if (this.silentTimer) return
-    const expire = (): void => {
-      this.silentTimer = undefined
-      const now = Date.now()
-      for (const [waiting, deadline] of this.silent) {
-        if (deadline > now) {
-          this.silentTimer = setTimeout(expire, deadline - now).unref()
-          return
-        }
-        this.silent.delete(waiting)
-        this.outbox.close(waiting, CloseCode.FirstMessageTimeout, 'no message')
-      }
-    }
-    this.kernel.inScope(() => {
-      this.silentTimer = setTimeout(expire, ms).unref()
-    })
   }
 
   /**
