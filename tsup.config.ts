@@ -7,6 +7,7 @@ export default defineConfig({
     express: 'src/adapters/express.ts',
     koa: 'src/adapters/koa.ts',
     client: 'src/client/index.ts',
+    'client-patches': 'src/client/patches.ts',
     react: 'src/react/index.ts',
     tanstack: 'src/tanstack/index.ts',
     redis: 'src/redis/index.ts',

@@ -34,6 +34,10 @@ const line = (name, { minified, gzipped }, extra = '') =>
 const client = await measure(`export * from './src/client/index.ts'`)
 line('listenjs/client', client, ` (budget ${BUDGET} B)`)
 line(
+  'listenjs/client + listenjs/client/patches',
+  await measure(`export * from './src/client/index.ts'; export * from './src/client/patches.ts'`),
+)
+line(
   'listenjs/client + listenjs/react',
   await measure(`export * from './src/client/index.ts'; export * from './src/react/index.ts'`, ['react']),
 )

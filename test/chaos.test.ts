@@ -28,7 +28,7 @@ afterEach(async () => {
 /** A `ws` class that sends `cookie` on the upgrade, so that clients fall into several identity groups. */
 function withCookie(cookie: string): WebSocketConstructor {
   return class extends WebSocket {
-    constructor(url: string, protocols: string) {
+    constructor(url: string, protocols: string | string[]) {
       super(url, protocols, { headers: { cookie } })
     }
   }

@@ -1,5 +1,8 @@
 import type WsWebSocket from 'ws'
 import { CloseCode, ListenjsError, SUBPROTOCOL, createClient, listen } from '../src/client/index'
+import { patches } from '../src/client/patches'
+import { checksum } from '../src/core/checksum'
+import { SUBPROTOCOL_PATCHES } from '../src/core/protocol'
 import type {
   Client,
   ClientOptions,
@@ -28,7 +31,7 @@ class FakeSocket implements WebSocketLike {
 
   constructor(
     readonly url: string,
-    readonly protocols: string,
+    readonly protocols: string | string[],
   ) {
     FakeSocket.instances.push(this)
   }
@@ -188,6 +191,7 @@ describe('subscriptions', () => {
       snapshot: true,
       kind: 'snapshot',
       own: false,
+      patched: false,
     })
   })
 
@@ -342,9 +346,9 @@ describe('server messages', () => {
     latest().receive({ type: 'data', path: '/a', version: 'v2', json: null })
     latest().receive({ type: 'data', path: '/a', version: 'v3', text: 'hello' })
     expect(onData.mock.calls).toEqual([
-      [{ n: 1 }, { path: '/a', version: 'v1', snapshot: true, kind: 'snapshot', own: false }],
-      [null, { path: '/a', version: 'v2', snapshot: false, kind: 'change', own: false }],
-      ['hello', { path: '/a', version: 'v3', snapshot: false, kind: 'change', own: false }],
+      [{ n: 1 }, { path: '/a', version: 'v1', snapshot: true, kind: 'snapshot', own: false, patched: false }],
+      [null, { path: '/a', version: 'v2', snapshot: false, kind: 'change', own: false, patched: false }],
+      ['hello', { path: '/a', version: 'v3', snapshot: false, kind: 'change', own: false, patched: false }],
     ])
   })
 
@@ -971,6 +975,7 @@ describe('versions', () => {
       snapshot: true,
       kind: 'snapshot',
       own: false,
+      patched: false,
     })
   })
 
@@ -1654,5 +1659,97 @@ describe("missing: 'wait'", () => {
     socket.receive({ type: 'error', code: 'not_found', message: 'not found', path: '/a', status: 404 })
     expect(onError).toHaveBeenCalledWith(expect.objectContaining({ code: 'not_found' }))
     expect(reconnect('c3').sent).toEqual([])
+  })
+})
+
+describe('patches', () => {
+  const state = {
+    list: [
+      { id: 1, t: 'a' },
+      { id: 2, t: 'b' },
+    ],
+    n: 1,
+  }
+  const next = {
+    list: [
+      { id: 1, t: 'a' },
+      { id: 2, t: 'c' },
+    ],
+    n: 1,
+  }
+  const ops = [{ op: 'replace', path: '/list/1/t', value: 'c' }]
+
+  async function listening(options: ClientOptions = { patches }) {
+    const client = makeClient(options)
+    const seen: Array<[unknown, Meta]> = []
+    client.listen('/a', (value, meta) => seen.push([value, meta]))
+    const socket = latest()
+    socket.open()
+    socket.receive(welcome())
+    await flush()
+    socket.receive({ type: 'data', path: '/a', version: 'v1', snapshot: true, json: state })
+    return { socket, seen }
+  }
+
+  test('offers listenjs.v1.1 before listenjs.v1 with patches, listenjs.v1 alone without', async () => {
+    await listening()
+    expect(latest().protocols).toEqual([SUBPROTOCOL_PATCHES, SUBPROTOCOL])
+    await listening({})
+    expect(latest().protocols).toBe(SUBPROTOCOL)
+  })
+
+  test('a verified patch is delivered as the whole new state, sharing what did not change', async () => {
+    const { socket, seen } = await listening()
+    socket.receive({ type: 'patch', path: '/a', version: 'v2', from: 'v1', sum: checksum(next), ops })
+    expect(seen).toHaveLength(2)
+    const [value, meta] = seen[1]!
+    expect(value).toEqual(next)
+    expect(meta).toMatchObject({ version: 'v2', kind: 'change', patched: true, snapshot: false })
+    expect((value as typeof next).list[0]).toBe((seen[0]![0] as typeof state).list[0])
+    expect(state.list[1]!.t).toBe('b')
+  })
+
+  test.each([
+    ['a wrong sum', { from: 'v1', sum: checksum(next) ^ 1, ops }],
+    ['a version not held', { from: 'v0', sum: checksum(next), ops }],
+    ['ops that do not apply', { from: 'v1', sum: checksum(next), ops: [{ op: 'remove', path: '/nope' }] }],
+    ['a move op', { from: 'v1', sum: checksum(next), ops: [{ op: 'move', from: '/n', path: '/m' }] }],
+    ['ops that are not a list', { from: 'v1', sum: checksum(next), ops: { op: 'replace' } }],
+    [
+      'a __proto__ path',
+      { from: 'v1', sum: checksum(state), ops: [{ op: 'add', path: '/__proto__/polluted', value: true }] },
+    ],
+    [
+      'a __proto__ path deeper down',
+      { from: 'v1', sum: checksum(state), ops: [{ op: 'add', path: '/list/__proto__/polluted', value: 1 }] },
+    ],
+  ])(
+    '%s: nothing is delivered or polluted, and the path is subscribed again without a version',
+    async (_, bad) => {
+      const { socket, seen } = await listening()
+      socket.receive({ type: 'patch', path: '/a', version: 'v2', ...bad })
+      expect(seen).toHaveLength(1)
+      expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+      expect(socket.sent.slice(-2)).toEqual([
+        { type: 'unsubscribe', path: '/a' },
+        { type: 'subscribe', path: '/a' },
+      ])
+      // A patch before the fresh snapshot is dropped; the snapshot is delivered whole.
+      socket.receive({ type: 'patch', path: '/a', version: 'v3', from: 'v1', sum: checksum(next), ops })
+      socket.receive({ type: 'data', path: '/a', version: 'v2', snapshot: true, json: next })
+      expect(seen).toHaveLength(2)
+      expect(seen[1]![0]).toEqual(next)
+      expect(seen[1]![1]).toMatchObject({ patched: false })
+    },
+  )
+
+  test('a client without patches that is sent one subscribes again and gets the state whole', async () => {
+    const { socket, seen } = await listening({})
+    socket.receive({ type: 'patch', path: '/a', version: 'v2', from: 'v1', sum: checksum(next), ops })
+    expect(seen).toHaveLength(1)
+    expect(socket.sent.slice(-2)).toEqual([
+      { type: 'unsubscribe', path: '/a' },
+      { type: 'subscribe', path: '/a' },
+    ])
   })
 })

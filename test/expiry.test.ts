@@ -344,7 +344,7 @@ describe('credentials that expire, the listenjs client', () => {
     const sessions = new Map<string, number>([['one', Date.now() + 400]])
     let cookie = 'session=one'
     class CookieSocket extends WebSocket {
-      constructor(address: string, protocols: string) {
+      constructor(address: string, protocols: string | string[]) {
         super(address, protocols, { headers: { cookie } })
       }
     }

@@ -102,7 +102,7 @@ describe('useListen', () => {
     // Counts the sockets the client creates (the hub cannot see one aborted while connecting).
     let created = 0
     class CountingWebSocket extends WebSocket {
-      constructor(url: string, protocols: string) {
+      constructor(url: string, protocols: string | string[]) {
         super(url, protocols)
         created++
       }

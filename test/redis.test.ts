@@ -8,6 +8,7 @@ import Redis from 'ioredis'
 import { createHub, type BackplaneMessage, type Hub } from '../src'
 import { redisBackplane, redisPublisher, type RedisBackplane } from '../src/redis'
 import { MAX_CHANGE_PATHS, MAX_DEPTH } from '../src/redis/bounds'
+import { SUBPROTOCOL, SUBPROTOCOL_PATCHES } from '../src/core/protocol'
 import { FRAMEWORKS, startFixture, type Fixture } from './helpers/apps'
 import { closeAll, connect, json, plain, sleep, until } from './helpers/plain'
 import { describeWithRedis, freePort, OwnedRedis, REDIS_URL, uniquePrefix } from './helpers/redis'
@@ -41,6 +42,32 @@ describeWithRedis('redis backplane', () => {
       })
       expect(response.status).toBe(201)
       expect(await client.next()).toMatchObject({ json: [{ title: 'on b' }, { title: 'also on b' }] })
+    })
+
+    it('a subscriber of B that takes patches gets one computed by B’s replay of A’s write', async () => {
+      const prefix = uniquePrefix()
+      a = await startFixture(framework, { hub: { backplane: redisBackplane({ url: REDIS_URL, prefix }) } })
+      b = await startFixture(framework, { hub: { backplane: redisBackplane({ url: REDIS_URL, prefix }) } })
+      await until(() => a.hub.stats().backplane === 'connected' && b.hub.stats().backplane === 'connected')
+      for (let i = 1; i <= 40; i++) b.state.create(`item ${i}`)
+      const client = await connect(b.wsUrl, undefined, [SUBPROTOCOL_PATCHES, SUBPROTOCOL])
+      client.subscribe('/items')
+      const snapshot = await client.next()
+      // B's store changes; A's write announces it on the channel.
+      b.state.items.set('9', { id: '9', title: 'edited on a' })
+      const response = await fetch(`${a.url}/items/9`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ title: 'edited on a' }),
+      })
+      expect(response.ok).toBe(true)
+      expect(await client.next()).toMatchObject({
+        type: 'patch',
+        from: snapshot.version,
+        ops: [{ op: 'replace', path: '/8/title', value: 'edited on a' }],
+      })
+      expect(b.hub.stats().patches.computed).toBe(1)
+      expect(a.hub.stats().patches.computed).toBe(0)
     })
 
     it("a subscriber of B waiting for a missing resource (missing: 'wait') gets it when A's write creates it", async () => {

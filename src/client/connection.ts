@@ -3,13 +3,20 @@
  * What is subscribed lives in `subscriptions.ts`; this file only knows when the socket is ready for it.
  */
 import { ListenjsError } from '../core/errors'
-import { CloseCode, SUBPROTOCOL, parseServerMessage, retryPolicy } from '../core/protocol'
+import {
+  CloseCode,
+  SUBPROTOCOL,
+  SUBPROTOCOL_PATCHES,
+  parseServerMessage,
+  retryPolicy,
+} from '../core/protocol'
 import type { ReconnectOptions } from './reconnect'
 import type {
   ClientMessage,
   DataMessage,
   ErrorMessage,
   GoneMessage,
+  PatchMessage,
   SubscribedMessage,
 } from '../core/protocol'
 
@@ -47,8 +54,11 @@ export interface WebSocketLike {
   onerror: Handler<unknown> | null
 }
 
-/** A constructor such as the browser's `WebSocket` or the `ws` package's default export. */
-export type WebSocketConstructor = new (url: string, protocols: string) => WebSocketLike
+/**
+ * A constructor such as the browser's `WebSocket` or the `ws` package's default export. `protocols`
+ * lists `listenjs.v1.1` before `listenjs.v1` when the client takes patches.
+ */
+export type WebSocketConstructor = new (url: string, protocols: string | string[]) => WebSocketLike
 
 /** What a connection needs; see `ClientOptions` for the meaning of each field. */
 export interface ConnectionConfig {
@@ -57,6 +67,8 @@ export interface ConnectionConfig {
   readonly reconnect: Required<ReconnectOptions> | false
   readonly heartbeat: boolean
   readonly auth: string | (() => string | Promise<string>) | undefined
+  /** Offer `listenjs.v1.1`: the client applies patches. */
+  readonly patches: boolean
 }
 
 /** What a connection tells the subscriptions. */
@@ -67,7 +79,7 @@ export interface ConnectionEvents {
    */
   ready(reconnect: boolean): void
   /** A `data`, `subscribed`, `gone` or `error` message arrived. */
-  message(message: DataMessage | SubscribedMessage | GoneMessage | ErrorMessage): void
+  message(message: DataMessage | PatchMessage | SubscribedMessage | GoneMessage | ErrorMessage): void
   /** The client gave up after a close with `code` (reconnect off, retries exhausted, or `never`). */
   giveUp(code: number): void
 }
@@ -217,7 +229,10 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
   function connect(): void {
     silenceMs = 0
     offline = false
-    const ws = (socket = new config.WebSocket(config.url, SUBPROTOCOL))
+    const ws = (socket = new config.WebSocket(
+      config.url,
+      config.patches ? [SUBPROTOCOL_PATCHES, SUBPROTOCOL] : SUBPROTOCOL,
+    ))
     let opened = false
     let httpStatus: number | undefined
     // Node's `ws` says why an upgrade was refused; browsers never do.
@@ -233,9 +248,8 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
     }
     ws.onmessage = (event) => {
       heard = Date.now()
-      const parsed = parseServerMessage(event.data)
-      if (!parsed.ok) return
-      const message = parsed.message
+      const message = parseServerMessage(event.data)
+      if (!message) return
       if (message.type === 'welcome') {
         attempt = 0
         id = message.id

@@ -9,7 +9,7 @@ import { createConnection } from './connection'
 import type { Status, WebSocketConstructor } from './connection'
 import { resolveReconnect, type ReconnectOptions } from './reconnect'
 import { createSubscriptions } from './subscriptions'
-import type { ListenOptions, Meta, ResyncInfo, Unlisten } from './subscriptions'
+import type { ListenOptions, Meta, PatchSupport, ResyncInfo, Unlisten } from './types'
 
 export { ListenjsError } from '../core/errors'
 export type { ListenjsErrorCode } from '../core/errors'
@@ -18,7 +18,7 @@ export type { ErrorCode } from '../core/protocol'
 export { reconnectDefaults } from './reconnect'
 export type { ReconnectOptions } from './reconnect'
 export type { Status, WebSocketConstructor, WebSocketLike } from './connection'
-export type { ListenOptions, Meta, ResyncInfo, Unlisten } from './subscriptions'
+export type { ListenOptions, Meta, PatchSupport, ResyncInfo, Unlisten } from './types'
 
 /** Options of {@link createClient}. */
 export interface ClientOptions {
@@ -68,6 +68,18 @@ export interface ClientOptions {
    * @default undefined (no auth message; cookies only)
    */
   auth?: string | (() => string | Promise<string>)
+  /**
+   * Take changes as patches: `import { patches } from 'listenjs/client/patches'` and pass it here.
+   * The client then offers protocol version 1.1, and a hub that sends patches sends a change to a
+   * path whose previous state it holds as an RFC 6902 JSON Patch when that is smaller, with the
+   * checksum of the new state. The patch is applied here, without touching the value listeners got
+   * (unchanged parts keep their identity), and verified: one that does not give the checksum is
+   * dropped and the path subscribed again without a version (its state then comes whole). Listeners
+   * get whole states either way; `meta.patched` says how it came. Kept out of this module to keep
+   * it small (see the README, "Patches").
+   * @default undefined (whole states only)
+   */
+  patches?: PatchSupport
 }
 
 /** A connection to one hub endpoint, shared by every path listened through it. */
@@ -168,9 +180,17 @@ export function createClient(options: ClientOptions = {}): Client {
     idle: () => connection.close(),
     id: () => connection.id(),
     reconnect: options.auth === undefined ? () => connection.reconnect() : undefined,
+    patch: options.patches,
   })
   const connection = createConnection(
-    { url, WebSocket, reconnect, heartbeat: options.heartbeat !== false, auth: options.auth },
+    {
+      url,
+      WebSocket,
+      reconnect,
+      heartbeat: options.heartbeat !== false,
+      auth: options.auth,
+      patches: !!options.patches,
+    },
     { ready: subscriptions.resubscribe, message: subscriptions.receive, giveUp: subscriptions.clear },
   )
 

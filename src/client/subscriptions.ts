@@ -10,83 +10,11 @@ import type {
   ErrorCode,
   ErrorMessage,
   GoneMessage,
+  PatchMessage,
   SubscribedMessage,
 } from '../core/protocol'
 import { callSafely } from './connection'
-
-/** What comes with each delivered value. */
-export interface Meta {
-  /** The path as given to `listen`. */
-  readonly path: string
-  /** The server's version of this state (a strong hash of the body, or the route's strong ETag). */
-  readonly version: string
-  /**
-   * True on the first delivery to a listener and on a resync after a reconnect (`kind` is `snapshot`
-   * or `resync`), false for live changes.
-   */
-  readonly snapshot: boolean
-  /**
-   * Why this value is delivered:
-   * - `snapshot`: the first value this `listen` call gets (the subscription's snapshot, or the state
-   *   already known when another listener of the path subscribed earlier);
-   * - `change`: a live push after a change of the resource;
-   * - `resync`: after a reconnect, the state changed while the client was away (the version it held is
-   *   no longer current). When nothing changed, nothing is delivered again.
-   */
-  readonly kind: 'snapshot' | 'change' | 'resync'
-  /**
-   * True when this push was caused by this client's own HTTP write, made with the
-   * {@link Client.headers} of the current connection (the frame's `origin` equals the connection id).
-   * An optimistic UI can skip re-rendering; the value is delivered either way.
-   */
-  readonly own: boolean
-}
-
-/** Callbacks of one `listen` call besides the data callback. */
-export interface ListenOptions {
-  /**
-   * The subscription was refused or ended (`unauthorized`, `not_found`, `failed`, `bad_path`, `limit`),
-   * or the client gave up on the connection (`closed`, after which this listener is dropped). A client
-   * without an `auth` option reports a 401 only if it comes again after one fresh socket (see
-   * `ClientOptions.auth`).
-   * @default undefined (errors are not reported)
-   */
-  onError?: (error: ListenjsError) => void
-  /**
-   * The resource answered 404 or 410 after a change, or (with `missing: 'wait'`) when subscribing; the
-   * subscription stays, and data follows if the resource comes back. @default undefined
-   */
-  onGone?: (info: { path: string; status: number }) => void
-  /**
-   * `'wait'`: a path that does not exist yet (404 or 410) is not refused: `onGone` is called and the
-   * subscription stays, across reconnects, until the resource exists and `onData` gets it. Listeners
-   * of one path share its subscription: once one of them waits, they all get `onGone` instead of a
-   * `not_found` refusal. @default undefined (a missing resource is refused with `not_found`)
-   */
-  missing?: 'wait'
-}
-
-/** Stops one `listen` call. Calling it again does nothing. */
-export interface Unlisten {
-  (): void
-  /**
-   * Settles once for this `listen` call: resolves right after its first value was delivered to it
-   * (for a path whose state is already known, right after it gets that state), or its first `onGone`
-   * (a missing resource the subscription waits for, with `missing: 'wait'`); rejects with the
-   * {@link ListenjsError} refusing the path, or with code `closed` when the client gives up, is
-   * closed, or this listener is stopped first. Awaiting it is optional: a rejection nobody observes
-   * is not reported as unhandled.
-   */
-  readonly ready: Promise<void>
-}
-
-/** What {@link Subscriptions.onResync} listeners receive once per reconnect. */
-export interface ResyncInfo {
-  /** True when every resubscribed path was confirmed unchanged (nothing was delivered again). */
-  recovered: boolean
-  /** The paths whose state changed while away, delivered with `kind: 'resync'`. */
-  changed: string[]
-}
+import type { ListenOptions, Meta, PatchSupport, ResyncInfo, Unlisten } from './types'
 
 interface Listener {
   readonly onData: (data: unknown, meta: Meta) => void
@@ -118,6 +46,8 @@ export interface SubscriptionLink {
   idle(): void
   /** The id the server gave the current connection, if it gave one. */
   id(): string | undefined
+  /** Applies a patch to the state held, verified; `undefined` when it does not verify. */
+  patch?: PatchSupport
   /**
    * Set for a cookie-authenticated client (no `auth` option): opens a new socket, so that the browser
    * sends its current cookies. A path refused with 401 calls it once before the refusal is reported.
@@ -136,8 +66,8 @@ export interface Subscriptions {
   resubscribe(reconnect?: boolean): void
   /** New credentials were sent: subscribes again every path refused as `unauthorized`. */
   reauthorized(): void
-  /** Hands a `data`, `subscribed`, `gone` or `error` message to the listeners of its path. */
-  receive(message: DataMessage | SubscribedMessage | GoneMessage | ErrorMessage): void
+  /** Hands a `data`, `patch`, `subscribed`, `gone` or `error` message to the listeners of its path. */
+  receive(message: DataMessage | PatchMessage | SubscribedMessage | GoneMessage | ErrorMessage): void
   /**
    * Drops every listener and rejects their pending `ready` with `closed`; with a close `code`, first
    * tells each one `closed` through `onError`.
@@ -163,13 +93,14 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
   // Set when a 401 made the client reconnect; until that reconnect's round ends, 401s are reported.
   let retrying = false
 
-  // `version` and `missing` are left out of the frame (JSON drops `undefined`) while not set.
-  const subscribe = (path: string, entry: Entry): void => {
+  // `version` and `missing` are left out of the frame (JSON drops `undefined`) while not set;
+  // `afresh` leaves the version out: the state held is not trusted (a patch did not verify).
+  const subscribe = (path: string, entry: Entry, afresh?: boolean): void => {
     entry.awaiting = true
     link.send({
       type: 'subscribe',
       path,
-      version: entry.value?.meta.version,
+      version: afresh ? undefined : entry.value?.meta.version,
       missing: (entry.asked = entry.wait),
     })
   }
@@ -211,7 +142,13 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
         void Promise.resolve().then(() => {
           if (own.value !== value || own.gone !== gone || !own.listeners.has(listener)) return
           if (value)
-            callSafely(onData, value.data, { ...value.meta, snapshot: true, kind: 'snapshot', own: false })
+            callSafely(onData, value.data, {
+              ...value.meta,
+              snapshot: true,
+              kind: 'snapshot',
+              own: false,
+              patched: false,
+            })
           else callSafely(options?.onGone, gone!)
           settle()
         })
@@ -268,26 +205,43 @@ export function createSubscriptions(link: SubscriptionLink): Subscriptions {
         answered(entry, false)
       }
       switch (message.type) {
+        case 'patch':
         case 'data': {
+          const snapshot = message.type === 'data' && !!message.snapshot
           // The server answers a subscribe before it pushes anything for it: a push that arrives
           // first was sent for an earlier subscription of this path (unlistened, then listened again).
-          if (entry.awaiting && !message.snapshot) break
-          if (message.snapshot) entry.awaiting = false
-          const resync = !!message.snapshot && !!held && !!round?.has(entry)
+          if (entry.awaiting && !snapshot) break
+          if (snapshot) entry.awaiting = false
+          const resync = snapshot && !!held && !!round?.has(entry)
           // A state the listeners already hold changes nothing (an answer repeating the version held,
           // or a frame of an earlier subscription of the path): it is never delivered twice.
           if (held === message.version) {
             confirm()
             break
           }
+          const patched = message.type === 'patch'
+          // A patch applies to the state it names, and must give the state its checksum names: if
+          // not, the path is subscribed again without a version, and its state comes whole.
+          const data = patched
+            ? held === message.from
+              ? link.patch?.(entry.value!.data, message)
+              : undefined
+            : 'json' in message
+              ? message.json
+              : message.text
+          if (patched && data === undefined) {
+            link.send({ type: 'unsubscribe', path })
+            subscribe(path, entry, true)
+            break
+          }
           const meta: Meta = {
             path,
             version: message.version,
-            snapshot: !!message.snapshot,
-            kind: resync ? 'resync' : message.snapshot ? 'snapshot' : 'change',
+            snapshot,
+            kind: resync ? 'resync' : snapshot ? 'snapshot' : 'change',
             own: !!message.origin && message.origin === link.id(),
+            patched,
           }
-          const data = 'json' in message ? message.json : message.text
           entry.value = { data, meta }
           entry.gone = undefined
           for (const listener of listeners) {

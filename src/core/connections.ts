@@ -10,7 +10,7 @@ import { Deadlines } from './deadlines'
 import { REAUTH_FRAME, errorFrame, welcomeFrame } from './frames'
 import type { Kernel } from './kernel'
 import type { Outbox } from './outbox'
-import { CloseCode, parseClientMessage } from './protocol'
+import { CloseCode, SUBPROTOCOL_PATCHES, parseClientMessage } from './protocol'
 import type { Connection, Subscription } from './registry'
 import {
   contextFromRequest,
@@ -46,6 +46,7 @@ class Link implements Connection, SocketEvents {
   publicKey: string
   readonly prefix: string
   readonly subscriptions = new Map<string, Subscription>()
+  readonly patches: boolean
   awaitingPong = false
   spoke = false
   tokens: number
@@ -63,6 +64,7 @@ class Link implements Connection, SocketEvents {
     this.publicKey = publicKey(request, owner.kernel.options.trustProxy)
     const { options } = owner.kernel
     this.tokens = options.limits.messageBurst
+    this.patches = options.patches !== false && socket.protocol === SUBPROTOCOL_PATCHES
     this.prefix = servedUnder(
       request.remoteAddress,
       request.headers['x-forwarded-prefix'],

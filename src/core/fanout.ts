@@ -7,6 +7,7 @@
 import type { Kernel } from './kernel'
 import type { Outbox } from './outbox'
 import type { Group, Resource } from './registry'
+import type { Patch } from './states'
 
 /** What one fan-out sends. */
 export interface Delivery {
@@ -20,6 +21,8 @@ export interface Delivery {
   readonly hold: boolean
   /** The connection whose own write caused it, and the frame that tells it so. */
   readonly origin?: { readonly id: string; readonly frame: () => Buffer }
+  /** A patch to it, for the members that take patches and hold its `from` state. */
+  readonly patch?: Patch
 }
 
 /**
@@ -38,30 +41,47 @@ export class FanOut {
     private readonly outbox: Outbox,
   ) {}
 
-  /** Sends `delivery` to the members of `groups` (see the module comment); emits `push`. */
-  send(resource: Resource, groups: Iterable<Group>, delivery: Delivery): void {
-    const { frame, seq, hold, origin } = delivery
+  /**
+   * Sends `delivery` to the members of `groups` (see the module comment), as a patch to those that
+   * can take it; emits `push`. Returns whether a member takes patches (the state is worth keeping).
+   */
+  send(resource: Resource, groups: Iterable<Group>, delivery: Delivery): boolean {
+    const { frame, seq, hold, origin, patch } = delivery
     let { version } = delivery
     const { path } = resource
     const { outbox } = this
     // The writer's connection id, or one no connection has.
     const originId = origin === undefined ? undefined : origin.id
     let recipients = 0
+    let patched = 0
+    let patches = false
     let tagged: Buffer | undefined
     for (const group of groups) {
       for (const subscription of group.members) {
+        const { connection } = subscription
+        patches ||= connection.patches
         if (subscription.seq > seq) continue
         subscription.seq = seq
-        if (subscription.version === version) continue
+        const held = subscription.version
+        if (held === version) continue
         // Interned from the second recipient on: one user's own view is not worth interning.
         if (recipients === 1) version = lasting(version)
         subscription.version = version
-        const { connection } = subscription
-        if (connection.id === originId) outbox.send(connection, path, (tagged ??= origin!.frame()), hold)
-        else outbox.send(connection, path, frame, hold)
         recipients++
+        const own = connection.id === originId
+        const whole = own ? (tagged ??= origin!.frame()) : frame
+        const patchFrame =
+          patch !== undefined && connection.patches && held === patch.from
+            ? patch.frame(own ? originId : undefined)
+            : undefined
+        if (patchFrame === undefined) outbox.send(connection, path, whole, hold)
+        else {
+          outbox.send(connection, path, patchFrame, hold, whole)
+          patched++
+        }
       }
     }
-    if (recipients > 0) this.kernel.emit('push', { path, version, recipients })
+    if (recipients > 0) this.kernel.emit('push', { path, version, recipients, patched })
+    return patches
   }
 }

@@ -61,6 +61,25 @@ function spliced(head: string, body: string): Buffer {
   return frame
 }
 
+/**
+ * A `patch` frame (`listenjs.v1.1`): `ops`, an RFC 6902 JSON Patch already serialized, turns the
+ * state of version `from` into the one of `version`, whose checksum is `sum`.
+ */
+export function patchFrame(
+  path: string,
+  version: string,
+  from: string,
+  sum: number,
+  ops: string,
+  origin?: string,
+): Buffer {
+  return Buffer.from(
+    `{"type":"patch","path":${JSON.stringify(path)},"version":${JSON.stringify(version)},"from":${JSON.stringify(
+      from,
+    )},"sum":${sum}${origin === undefined ? '' : `,"origin":${JSON.stringify(origin)}`},"ops":${ops}}`,
+  )
+}
+
 /** A `data` frame for a payload given to `notify(path, payload)`, already serialized. */
 export function payloadFrame(path: string, version: string, json: string): Buffer {
   return Buffer.from(

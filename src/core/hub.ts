@@ -178,6 +178,11 @@ export class Hub {
       collapsed: outbox.collapsed,
       slowClosed: outbox.slowClosed,
       backplane: this.backplane.status?.() ?? 'memory',
+      patches: {
+        stateBytes: kernel.states.bytes,
+        computed: kernel.states.computed,
+        declined: kernel.states.declined,
+      },
     }
   }
 

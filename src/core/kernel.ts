@@ -18,13 +18,16 @@ import {
   type ReplayResult,
 } from './replay'
 import { FairQueue } from './scheduler'
+import { States } from './states'
 
 /** Emits a hub event; a listener that throws is logged, never rethrown. */
 export type Emit = <K extends keyof HubEvents>(event: K, ...args: HubEvents[K]) => void
 
 /** See the module comment. */
 export class Kernel {
-  readonly registry = new Registry()
+  readonly registry: Registry
+  /** Last states, for patches. */
+  readonly states: States
   readonly queue: FairQueue
   /** The async context the hub was created in; replays and timers run in it, not in a request's. */
   readonly scope = new AsyncResource('listenjs.hub')
@@ -43,6 +46,8 @@ export class Kernel {
     readonly options: ResolvedOptions,
     readonly emit: Emit,
   ) {
+    const states = (this.states = new States(options.patches))
+    this.registry = new Registry((group) => states.release(group))
     this.queue = new FairQueue(
       options.replayConcurrency,
       options.limits.replaysInFlightPerConnection,

@@ -3,61 +3,10 @@ import { checkPath } from './paths'
 import { DEFAULT_PATH } from './protocol'
 import { resolveTrustProxy, type ResolvedTrustProxy, type TrustProxy } from './proxy'
 import type { Backplane } from './backplane'
-import type { UpgradeRequest } from './replay'
+import type { Authorize, CredentialsExpireAt, Identify, Logger, OriginCheck, PathRule } from './hooks'
 
-/**
- * A pino-compatible logger. Only these four methods are used; each is called either as
- * `(object, message)` or `(message)`. The default logger is silent.
- */
-export interface Logger {
-  debug(obj: object | string, msg?: string): void
-  info(obj: object | string, msg?: string): void
-  warn(obj: object | string, msg?: string): void
-  error(obj: object | string, msg?: string): void
-}
-
-/** Returned by `identify` to declare that a resource looks the same to everyone. */
-export const PUBLIC: unique symbol = Symbol.for('listenjs.public')
-
-/**
- * Groups subscribers whose replays are interchangeable. Called once per subscription with what the
- * socket keeps of its upgrade request (headers, url, address) and the subscription path. Return:
- * - a string: subscribers of the path with the same string share one replay per change
- *   (e.g. the session's user id). Only widen groups when the GET route really answers the same to
- *   all of them;
- * - {@link PUBLIC}: one replay serves every subscriber of the path;
- * - `undefined`: the default identity (everything the replay forwards, see PROTOCOL.md).
- */
-export type Identify = (path: string, request: UpgradeRequest) => string | typeof PUBLIC | undefined
-
-/** Decides whether a browser page from `origin` may connect (`request`: the upgrade, as for `authorize`). */
-export type OriginCheck = (origin: string, request: UpgradeRequest) => boolean
-
-/**
- * Decides, before any replay, whether the socket of `request` may subscribe to `path`. Return (or
- * resolve) `true` to go on; anything else, or a throw, refuses the subscription with `unauthorized`
- * (status 403). The replayed GET still decides after it: this is an extra, cheaper gate.
- */
-export type Authorize = (path: string, request: UpgradeRequest) => boolean | Promise<boolean>
-
-/**
- * When the credentials of a socket expire: epoch milliseconds, a `Date`, or `undefined` (never).
- * Called with what the socket keeps of its upgrade request when it opens, and again after each `auth`
- * message (with the new token in `Authorization`): read a JWT's `exp`, or a session's end from the
- * store. Some time before (`POLICY.reauthLeadMs`, at most half the remaining lifetime) the socket gets
- * a `reauth` message; at expiry, unless an `auth` moved it later, every subscription of the socket is
- * checked again by replay with its current credentials. A time already past asks at once; a hook that
- * throws is logged and counts as "no expiry".
- */
-export type CredentialsExpireAt = (request: UpgradeRequest) => number | Date | undefined
-
-/**
- * Which paths may be subscribed to: path prefixes matched segment by segment (`'/api'` allows
- * `/api` and `/api/…`, not `/apix`), or a function of the path (with query) and the upgrade
- * request that returns `true` to allow. Replays go straight to the app's handler: a front proxy's
- * path rules never see them.
- */
-export type PathRule = readonly string[] | ((path: string, request: UpgradeRequest) => boolean)
+export { PUBLIC } from './hooks'
+export type { Authorize, CredentialsExpireAt, Identify, Logger, OriginCheck, PathRule } from './hooks'
 
 /** Bounds on what one client may ask. Each has a default in {@link DEFAULTS}. */
 export interface Limits {
@@ -110,6 +59,21 @@ export interface HeartbeatOptions {
   intervalMs: number
   /** How long a client has to answer a ping before its socket is terminated. @default 10000 */
   timeoutMs: number
+}
+
+/**
+ * Patches (`listenjs.v1.1`): a subscriber that holds the state a change starts from gets an RFC 6902
+ * JSON Patch to the new one, with a checksum of the result, instead of the whole new state.
+ */
+export interface PatchOptions {
+  /**
+   * Characters of last states the hub keeps, for all groups together (one per path and group with a
+   * subscriber that takes patches, only while it has one); past it, changes go as full states.
+   * @default 8388608 (8 Mi)
+   */
+  memoryBytes: number
+  /** Bodies shorter than this (characters) always go whole: a patch would save nothing. @default 512 */
+  minBytes: number
 }
 
 /** Options of {@link createHub} and of every adapter. Every field is optional. */
@@ -171,6 +135,11 @@ export interface HubOptions {
   coalesceWindowMs?: number
   /** Replay once more this long after a change, for apps reading from lagging replicas; 0 = off. @default 0 */
   recheckAfterMs?: number
+  /**
+   * `false` never sends patches (the hub selects `listenjs.v1` whatever the client offers).
+   * @default on, with {@link DEFAULTS}`.patches`
+   */
+  patches?: false | Partial<PatchOptions>
   /** Carries changes between processes. @default an in-memory backplane (one process) */
   backplane?: Backplane
   /** pino-compatible logger. @default silent */
@@ -195,6 +164,7 @@ export interface ResolvedOptions {
   replayConcurrency: number
   coalesceWindowMs: number
   recheckAfterMs: number
+  patches: PatchOptions | false
   logger: Logger
 }
 
@@ -225,6 +195,7 @@ export const DEFAULTS = {
   replayConcurrency: 8,
   coalesceWindowMs: 0,
   recheckAfterMs: 0,
+  patches: { memoryBytes: 8_388_608, minBytes: 512 },
 } as const satisfies Omit<
   ResolvedOptions,
   | 'allowedOrigins'
@@ -330,6 +301,10 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
   if (options.notifyAncestors !== undefined && typeof options.notifyAncestors !== 'boolean') {
     throw invalid('notifyAncestors', 'a boolean', options.notifyAncestors)
   }
+  const patches = options.patches
+  if (patches !== undefined && patches !== false && (typeof patches !== 'object' || patches === null)) {
+    throw invalid('patches', 'false or an object', patches)
+  }
   const hb = options.heartbeat ?? {}
   const limits = options.limits ?? {}
   const d = DEFAULTS.limits
@@ -379,6 +354,13 @@ export function resolveOptions(options: HubOptions = {}): ResolvedOptions {
     replayConcurrency: count('replayConcurrency', options.replayConcurrency, DEFAULTS.replayConcurrency, 1),
     coalesceWindowMs: count('coalesceWindowMs', options.coalesceWindowMs, DEFAULTS.coalesceWindowMs, 0),
     recheckAfterMs: count('recheckAfterMs', options.recheckAfterMs, DEFAULTS.recheckAfterMs, 0),
+    patches:
+      patches === false
+        ? false
+        : {
+            memoryBytes: count('patches.memoryBytes', patches?.memoryBytes, DEFAULTS.patches.memoryBytes, 0),
+            minBytes: count('patches.minBytes', patches?.minBytes, DEFAULTS.patches.minBytes, 0),
+          },
     logger: options.logger ?? silentLogger,
   }
 }

@@ -27,17 +27,18 @@ export class Outbox {
 
   /**
    * Sends a frame about `path` to one socket, or parks it while the socket is slow. `hold`: more
-   * frames are likely to follow in this turn (see `HubSocket.send`). Kept small: it runs once per
-   * recipient of every fan-out.
+   * frames are likely to follow in this turn (see `HubSocket.send`). `whole`: what to park instead
+   * (the full state of a patch: a parked frame may replace an older one, so it must not depend on
+   * it). Kept small: it runs once per recipient of every fan-out.
    */
-  send(connection: Connection, path: string, frame: Buffer, hold = false): void {
+  send(connection: Connection, path: string, frame: Buffer, hold = false, whole = frame): void {
     if (connection.closed) return
     if (connection.parked === undefined && connection.socket.bufferedAmount() <= this.soft) {
       connection.socket.send(frame, hold)
       this.messagesSent++
       return
     }
-    this.park(connection, path, frame)
+    this.park(connection, path, whole)
   }
 
   /** Parks `frame` as the newest about `path` for a slow socket; closes it with 4509 past the hard limit. */

@@ -9,6 +9,12 @@
 /** The WebSocket subprotocol both sides must agree on. */
 export const SUBPROTOCOL = 'listenjs.v1'
 
+/**
+ * Version 1.1: version 1 plus the `patch` message. A client that can apply patches offers it before
+ * `listenjs.v1`; a server that selects it may send patches on that socket (PROTOCOL.md, "Patches").
+ */
+export const SUBPROTOCOL_PATCHES = 'listenjs.v1.1'
+
 /** Where the hub serves its WebSocket endpoint unless told otherwise, and where clients look for it. */
 export const DEFAULT_PATH = '/listen'
 
@@ -187,6 +193,28 @@ export interface DataMessage {
   readonly text?: string
 }
 
+/** One operation of an RFC 6902 JSON Patch, of the three kinds a `patch` message carries. */
+export type PatchOp =
+  | { readonly op: 'add'; readonly path: string; readonly value: unknown }
+  | { readonly op: 'remove'; readonly path: string }
+  | { readonly op: 'replace'; readonly path: string; readonly value: unknown }
+
+/**
+ * A new state of `path` as an RFC 6902 JSON Patch of the state of version `from`, which the client
+ * holds (`listenjs.v1.1` only). `sum` is the checksum of the resulting state (see `checksum.ts`): a
+ * client whose result has another sum, or that does not hold `from`, subscribes again without a
+ * version. `origin` as in {@link DataMessage}.
+ */
+export interface PatchMessage {
+  readonly type: 'patch'
+  readonly path: string
+  readonly version: string
+  readonly from: string
+  readonly sum: number
+  readonly origin?: string
+  readonly ops: readonly PatchOp[]
+}
+
 /**
  * The resource at `path` answered 404 or 410 after a change, or when a subscription that asked to
  * wait (`missing: 'wait'`) was made; the subscription stays.
@@ -211,7 +239,14 @@ export interface ErrorMessage {
 
 /** Every message a server may send. */
 export type ServerMessage =
-  WelcomeMessage | PingMessage | ReauthMessage | DataMessage | SubscribedMessage | GoneMessage | ErrorMessage
+  | WelcomeMessage
+  | PingMessage
+  | ReauthMessage
+  | DataMessage
+  | PatchMessage
+  | SubscribedMessage
+  | GoneMessage
+  | ErrorMessage
 
 // ---------------------------------------------------------------------------------------------
 // Parsing
@@ -274,37 +309,35 @@ export function parseClientMessage(data: unknown): Parsed<ClientMessage> {
   }
 }
 
+/** The string fields each server message must have. */
+const SHAPES = new Map<unknown, readonly string[]>([
+  ['welcome', ['id']],
+  ['ping', []],
+  ['reauth', []],
+  ['data', ['path', 'version']],
+  ['patch', ['path', 'version']],
+  ['subscribed', ['path', 'version']],
+  ['gone', ['path']],
+  ['error', ['code']],
+])
+
 /**
- * Parses a frame received by the client. Unknown message types are reported as not ok so that a
- * newer server can add messages without breaking older clients (the client ignores them).
+ * Reads a frame received by the client: the message, or `undefined` for anything else (not JSON, a
+ * missing field, an unknown type: a newer server can add messages, and older clients ignore them).
+ * Lean on purpose: it is part of the browser bundle.
  */
-export function parseServerMessage(data: unknown): Parsed<ServerMessage> {
-  const value = decode(data)
-  if (typeof value === 'string') return fail(value)
-  switch (value.type) {
-    case 'welcome': {
-      const hb = value.heartbeat as { intervalMs?: unknown; timeoutMs?: unknown } | undefined
-      if (!hb || typeof hb.intervalMs !== 'number' || typeof hb.timeoutMs !== 'number')
-        return fail('bad welcome')
-      if (typeof value.id !== 'string') return fail('bad welcome')
-      return { ok: true, message: value as unknown as WelcomeMessage }
-    }
-    case 'ping':
-    case 'reauth':
-      return { ok: true, message: value as unknown as PingMessage | ReauthMessage }
-    case 'data':
-      if (typeof value.path !== 'string' || typeof value.version !== 'string') return fail('bad data')
-      return { ok: true, message: value as unknown as DataMessage }
-    case 'subscribed':
-      if (typeof value.path !== 'string' || typeof value.version !== 'string') return fail('bad subscribed')
-      return { ok: true, message: value as unknown as SubscribedMessage }
-    case 'gone':
-      if (typeof value.path !== 'string') return fail('bad gone')
-      return { ok: true, message: value as unknown as GoneMessage }
-    case 'error':
-      if (typeof value.code !== 'string') return fail('bad error')
-      return { ok: true, message: value as unknown as ErrorMessage }
-    default:
-      return fail('unknown message type')
+export function parseServerMessage(data: unknown): ServerMessage | undefined {
+  let value: Record<string, unknown> | null | undefined
+  try {
+    value = typeof data === 'string' ? (JSON.parse(data) as Record<string, unknown> | null) : undefined
+  } catch {
+    return undefined
   }
+  const needs = value && SHAPES.get(value.type)
+  if (!needs?.every((field) => typeof value![field] === 'string')) return undefined
+  const heartbeat = value!.heartbeat as { intervalMs?: unknown; timeoutMs?: unknown } | undefined
+  return value!.type !== 'welcome' ||
+    (typeof heartbeat?.intervalMs === 'number' && typeof heartbeat.timeoutMs === 'number')
+    ? (value as unknown as ServerMessage)
+    : undefined
 }

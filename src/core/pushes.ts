@@ -87,7 +87,8 @@ export class Pushes {
     if (status >= 200 && status <= 299) {
       this.kernel.registry.aliasAll(resource, result.aliases)
       const { version, body, contentType } = result
-      this.fanout.send(resource, [group], {
+      const { states } = this.kernel
+      const patches = this.fanout.send(resource, [group], {
         frame: dataFrame(path, version, body, contentType, false),
         version,
         seq,
@@ -96,10 +97,13 @@ export class Pushes {
           origin === null
             ? undefined
             : { id: origin, frame: () => dataFrame(path, version, body, contentType, false, origin) },
+        patch: states.patch(group, path, version, body),
       })
+      states.keep(group, version, body, contentType, seq, patches)
       if (group.kind === 'own') this.regroup(group, result)
       return
     }
+    this.kernel.states.release(group)
     if (status === 404 || status === 410) {
       // After `gone`, the same body as before the deletion is news again: its version is 'gone'.
       this.fanout.send(resource, [group], { frame: goneFrame(path, status), version: GONE, seq, hold })

@@ -1,6 +1,7 @@
 import { pathnameOf } from './paths'
 import type { ReplayContext, UpgradeRequest } from './replay'
 import type { Ticket } from './scheduler'
+import type { LastState } from './states'
 import type { HubSocket } from './socket'
 import { kindOf, type GroupKind } from './sharing'
 
@@ -28,6 +29,8 @@ export interface Connection {
    */
   readonly prefix: string
   readonly subscriptions: Map<string, Subscription>
+  /** The socket speaks `listenjs.v1.1`: it may get patches. */
+  readonly patches: boolean
   awaitingPong: boolean
   /** Whether the socket sent a message yet (else it is closed after `limits.firstMessageMs`). */
   spoke: boolean
@@ -95,6 +98,8 @@ export interface Group {
   retryTimer: NodeJS.Timeout | undefined
   /** Its queued replay, cancelled when the last member leaves. */
   ticket: Ticket | undefined
+  /** Its last state, kept for patches while a member takes them (see `states.ts`). */
+  last: LastState | undefined
 }
 
 /** A snapshot replay shared by the subscribers with one replay context that arrive while it is on. */
@@ -144,6 +149,9 @@ export class Registry {
   private readonly resources = new Map<string, Resource>()
   private readonly byPathname = new Map<string, Set<Resource>>()
   private subscriptions = 0
+
+  /** `dropped`: called with each group that loses its last member. */
+  constructor(private readonly dropped: (group: Group) => void = () => {}) {}
 
   /** Subscriptions, live or waiting for their snapshot. */
   get count(): number {
@@ -270,6 +278,7 @@ export class Registry {
         attempts: 0,
         retryTimer: undefined,
         ticket: undefined,
+        last: undefined,
       }
       resource.groups.set(key, group)
     }
@@ -313,6 +322,7 @@ export class Registry {
     group.retryTimer = undefined
     group.ticket?.cancel()
     group.ticket = undefined
+    this.dropped(group)
     if (group.resource.groups.get(group.key) === group) group.resource.groups.delete(group.key)
   }
 

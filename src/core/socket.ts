@@ -21,6 +21,11 @@ export interface HubSocket {
   terminate(): void
   /** Bytes given to `send` that have not reached the kernel yet. */
   bufferedAmount(): number
+  /**
+   * The subprotocol the transport selected: `listenjs.v1.1` lets the hub send patches to this socket;
+   * anything else (or nothing) is `listenjs.v1`.
+   */
+  readonly protocol?: string
 }
 
 /** What a transport reports about one socket, to the object `opened` returned for it. */

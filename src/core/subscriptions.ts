@@ -223,14 +223,18 @@ export class Subscriptions {
         // Waiting for the resource: it holds `gone`, so whatever state comes next is news.
         subscription.version = GONE
         this.outbox.send(connection, path, (gone ??= goneFrame(path, status)), hold)
-      } else if (subscription.version === version) {
-        // A resubscription holding the current state: confirm it, send nothing again.
-        subscription.version = version
-        this.outbox.send(connection, path, subscribedFrame(path, version), hold)
       } else {
-        subscription.version = version
-        frame ??= dataFrame(path, version, result.body, result.contentType, true)
-        this.outbox.send(connection, path, frame, hold)
+        // What the next change is a patch from, for a subscriber that takes patches.
+        kernel.states.keep(group, version, result.body, result.contentType, seq, connection.patches)
+        if (subscription.version === version) {
+          // A resubscription holding the current state: confirm it, send nothing again.
+          subscription.version = version
+          this.outbox.send(connection, path, subscribedFrame(path, version), hold)
+        } else {
+          subscription.version = version
+          frame ??= dataFrame(path, version, result.body, result.contentType, true)
+          this.outbox.send(connection, path, frame, hold)
+        }
       }
       kernel.emit('subscribe', { id: connection.id, path })
       // A change reached the path while this replay was on: its answer may predate the change.

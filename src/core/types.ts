@@ -58,6 +58,12 @@ export interface HubStats {
   slowClosed: number
   /** The backplane's state: `memory` (one process), or `connected`/`disconnected`/… for Redis. */
   backplane: BackplaneStatus
+  /**
+   * Patches (`listenjs.v1.1`): characters of last states kept now (bounded by `patches.memoryBytes`),
+   * patches computed since the hub started (once per group and change), and those of them that went
+   * as full states instead (no smaller patch).
+   */
+  patches: { stateBytes: number; computed: number; declined: number }
 }
 
 /** Payload of the `connect` event. */
@@ -75,6 +81,8 @@ export interface PushEvent {
   readonly path: string
   readonly version: string
   readonly recipients: number
+  /** How many of them got it as a patch (`listenjs.v1.1`). */
+  readonly patched: number
 }
 /** Payload of the `disconnect` event. */
 export interface DisconnectEvent {

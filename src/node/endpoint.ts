@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws'
 import type { OriginCheck, ResolvedOptions } from '../core/options'
 import { clientAddress, trustsPeer, type ResolvedTrustProxy } from '../core/proxy'
 import { upgradeRequestOf } from '../core/replay'
-import { CloseCode, SUBPROTOCOL } from '../core/protocol'
+import { CloseCode, SUBPROTOCOL, SUBPROTOCOL_PATCHES } from '../core/protocol'
 import type { HubSocket, Opened, SocketEvents, Transport } from '../core/socket'
 import { rawSocketOf, textFrame } from './ws-internals'
 
@@ -43,7 +43,11 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
     perMessageDeflate: false,
     // Pings are answered by the hub after its rate limit, so a ping flood gets 4429, not a silent cut.
     autoPong: false,
-    handleProtocols: (protocols) => (protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false),
+    // Version 1.1 (patches) when the client offers it and the hub sends patches; else version 1.
+    handleProtocols: (protocols) =>
+      options.patches !== false && protocols.has(SUBPROTOCOL_PATCHES)
+        ? SUBPROTOCOL_PATCHES
+        : protocols.has(SUBPROTOCOL) && SUBPROTOCOL,
   })
   const perAddress = new Map<string, number>()
   const links = new WeakMap<object, Link>()
@@ -80,6 +84,10 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
       readonly raw: Socket | undefined,
       readonly address: string,
     ) {}
+
+    get protocol(): string {
+      return this.ws.protocol
+    }
 
     send(frame: Buffer, hold = false): void {
       const { ws, raw } = this
@@ -163,7 +171,7 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
   const accept = (ws: WebSocket, req: IncomingMessage, address: string): void => {
     perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
     ws.on('error', onError)
-    if (ws.protocol !== SUBPROTOCOL) {
+    if (ws.protocol !== SUBPROTOCOL && ws.protocol !== SUBPROTOCOL_PATCHES) {
       ws.once('close', () => release(address))
       ws.close(CloseCode.UnsupportedProtocol, `${SUBPROTOCOL} subprotocol required`)
       return

@@ -15,6 +15,8 @@ export class FakeSocket implements HubSocket {
   terminated = false
   /** What the test says is unsent. */
   buffered = 0
+  /** The subprotocol the transport would have selected (`listenjs.v1.1`: patches). */
+  protocol: string | undefined = undefined
   events!: SocketEvents
 
   send(frame: Buffer): void {
@@ -80,8 +82,9 @@ export function fakeHub(options: HubOptions = {}) {
   })
   const hub = new Hub(options)
   hub.attach(server)
-  const connect = (headers?: Record<string, string>): FakeSocket => {
+  const connect = (headers?: Record<string, string>, protocol?: string): FakeSocket => {
     const socket = new FakeSocket()
+    socket.protocol = protocol
     socket.events = hub.opened(socket, upgradeRequest(headers))
     return socket
   }

@@ -62,8 +62,12 @@ export async function plain(handler: Handler, options: HubOptions = {}, port = 0
 }
 
 /** Connects a test client (closed by {@link closeAll}). */
-export async function connect(url: string, headers?: Record<string, string>): Promise<TestClient> {
-  const client = await TestClient.connect(url, { headers })
+export async function connect(
+  url: string,
+  headers?: Record<string, string>,
+  protocols?: string[],
+): Promise<TestClient> {
+  const client = await TestClient.connect(url, { headers, protocols })
   open.push(client)
   return client
 }
