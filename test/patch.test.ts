@@ -181,6 +181,11 @@ describe('diff and applyPatch', () => {
 })
 
 describe('canonical and checksum', () => {
+  it('gives the sum of PROTOCOL.md\'s example', () => {
+    expect(canonical(JSON.parse('{"b":[1,"é"],"a":null}'))).toBe('{"a":null,"b":[1,"é"]}')
+    expect(checksum(JSON.parse('{"b":[1,"é"],"a":null}'))).toBe(3817508276)
+  })
+
   it('serializes as RFC 8785 does', () => {
     const numbers: [number, string][] = [
       [1e21, '1e+21'],

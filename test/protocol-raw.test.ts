@@ -23,15 +23,31 @@ import type { Hub } from '../src/core/hub'
 import type { HubOptions, Logger } from '../src/core/options'
 import { createHub } from '../src/node'
 
-/** The subprotocol, as PROTOCOL.md names it. */
+/** The subprotocols, as PROTOCOL.md names them. */
 const V1 = 'listenjs.v1'
+const V11 = 'listenjs.v1.1'
+
+/** PROTOCOL.md's checksum, written from its text: FNV-1a 32 over the UTF-8 of RFC 8785 JSON. */
+function jcs(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(jcs).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    const keys = Object.keys(value).sort()
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${jcs((value as Record<string, unknown>)[k])}`).join(',')}}`
+  }
+  return JSON.stringify(value)
+}
+function fnv1a(value: unknown): number {
+  let hash = 2166136261
+  for (const byte of new TextEncoder().encode(jcs(value))) hash = Math.imul(hash ^ byte, 16777619) >>> 0
+  return hash
+}
 
 // ---------------------------------------------------------------------------------------------
 // What PROTOCOL.md lists, and what this file exercises
 
 const EXERCISED = {
   client: ['subscribe', 'unsubscribe', 'auth', 'pong'],
-  server: ['welcome', 'ping', 'reauth', 'subscribed', 'data', 'gone', 'error'],
+  server: ['welcome', 'ping', 'reauth', 'subscribed', 'data', 'patch', 'gone', 'error'],
   errors: ['unauthorized', 'not_found', 'bad_path', 'limit', 'failed', 'bad_message'],
   closes: [1000, 1001, 1002, 1006, 1007, 1008, 1009, 1011, 1012, 4400, 4403, 4406, 4407, 4408, 4429, 4509],
   upgrade: [400, 403, 404, 429],
@@ -346,6 +362,44 @@ describe('connection', () => {
     await poll(() => server.hub.stats().connections === 1, 'only the v1 socket counted')
   })
 
+  it('listenjs.v1.1: a patch from the state the socket holds, with the sum PROTOCOL.md defines; never to v1', async () => {
+    // The example of PROTOCOL.md, "Patches".
+    expect(fnv1a(JSON.parse('{"b":[1,"é"],"a":null}'))).toBe(3817508276)
+    expect(DOC).toContain('its `sum` is `3817508276`')
+    const server = await start()
+    const list = (edited: string) =>
+      Array.from({ length: 30 }, (_, i) => ({ id: i, title: i === 4 ? edited : `appointment ${i}`, at: 'é' }))
+    server.answers.set('/items', { json: list('before') })
+    const v11 = await Raw.open(server.wsUrl, { protocols: [V11, V1] })
+    const v1 = await Raw.open(server.wsUrl, { protocols: [V11 + '.x', V1] })
+    expect(v11.ws.protocol).toBe(V11)
+    expect(v1.ws.protocol).toBe(V1)
+    for (const raw of [v11, v1]) {
+      expect(await raw.next()).toMatchObject({ type: 'welcome' })
+      raw.send({ type: 'subscribe', path: '/items' })
+    }
+    const held = await v11.next()
+    expect(await v1.next()).toMatchObject({ type: 'data', snapshot: true })
+    server.answers.set('/items', { json: list('after') })
+    await server.write('PUT', '/items/4')
+    const patch = await v11.next()
+    const data = await v1.next()
+    expect(data).toMatchObject({ type: 'data', path: '/items', json: list('after') })
+    expect(patch).toEqual({
+      type: 'patch',
+      path: '/items',
+      version: data.version,
+      from: held.version,
+      sum: fnv1a(list('after')),
+      ops: [{ op: 'replace', path: '/4/title', value: 'after' }],
+    })
+    // Unsubscribing and subscribing without a version (what a client does when a patch does not
+    // verify) answers the whole state.
+    v11.send({ type: 'unsubscribe', path: '/items' })
+    v11.send({ type: 'subscribe', path: '/items' })
+    expect(await v11.next()).toMatchObject({ type: 'data', snapshot: true, json: list('after') })
+  })
+
   it('refuses upgrades with HTTP 400 (no Host), 403 (foreign Origin), 404 (other path) and 429 (per address)', async () => {
     const server = await start({ limits: { connectionsPerAddress: 1 } })
     const status = async (url: string, headers?: Record<string, string>): Promise<string> => {
@@ -610,6 +664,12 @@ describe('server messages', () => {
     answer = { status: 410 }
     await server.write('DELETE', '/thing')
     expect(await raw.next()).toEqual({ type: 'gone', path: '/thing', status: 410 })
+    // Gone at most once until data returns: another change that still answers 410 sends nothing
+    // (the marker's answer would come after it otherwise).
+    const replays = server.hub.stats().replays
+    await server.write('DELETE', '/thing')
+    await poll(() => server.hub.stats().replays > replays, 'the second replay')
+    await raw.marker()
     answer = { json: 'back' }
     await server.write('PUT', '/thing')
     expect(await raw.next()).toEqual({
