@@ -181,7 +181,7 @@ describe('diff and applyPatch', () => {
 })
 
 describe('canonical and checksum', () => {
-  it('gives the sum of PROTOCOL.md\'s example', () => {
+  it("gives the sum of PROTOCOL.md's example", () => {
     expect(canonical(JSON.parse('{"b":[1,"é"],"a":null}'))).toBe('{"a":null,"b":[1,"é"]}')
     expect(checksum(JSON.parse('{"b":[1,"é"],"a":null}'))).toBe(3817508276)
   })
