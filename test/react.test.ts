@@ -10,6 +10,7 @@ import { act, cleanup, render, screen, waitFor } from '@testing-library/react'
 import { QueryClient, QueryClientProvider, useQuery } from '@tanstack/react-query'
 import { createElement, StrictMode, type ReactElement } from 'react'
 import { createClient, type Client } from '../src/client'
+import { patches } from '../src/client/patches'
 import { ListenProvider, useListen, type ListenState, type UseListenOptions } from '../src/react'
 import { liveQueries } from '../src/tanstack'
 import { eventually, startLiveServer, type LiveServer } from './helpers/live-server'
@@ -219,6 +220,29 @@ describe('useListen', () => {
     await waitFor(() => expect(statuses.at(-1)).toBe('live'))
     await waitFor(() => expect(screen.getByTestId('n').textContent).toBe(String(n)))
     expect(statuses.indexOf('reconnecting')).toBeGreaterThan(statuses.indexOf('live'))
+  })
+
+  it('renders whole states from a client that takes patches', async () => {
+    const patched = createClient({ url: server.wsUrl, patches })
+    try {
+      render(withClient(createElement(Show, { id: 'rows', path: '/rows', options: { client: patched } })))
+      await waitFor(() => expect(shown('rows').status).toBe('live'))
+      const before = await server.stats()
+      await act(async () => {
+        await server.request('POST', '/rows/3')
+      })
+      await waitFor(() => expect((shown('rows').data as Array<{ title: string }>)[3]?.title).toBe('edited'))
+      const rows = shown('rows').data as Array<{ id: number; title: string }>
+      expect(rows).toHaveLength(40)
+      expect(rows[4]).toEqual({ id: 4, title: 'row 4' })
+      // It came as a patch: one computed, none declined.
+      const after = await server.stats()
+      expect(after.patches.computed - before.patches.computed).toBe(1)
+      expect(after.patches.declined).toBe(before.patches.declined)
+    } finally {
+      cleanup()
+      patched.close()
+    }
   })
 
   it('uses the client given in options over the provider', async () => {

@@ -18,7 +18,12 @@ export interface LiveServer {
   /** Sends one request; resolves with the status and the parsed JSON body (undefined when empty). */
   request(method: string, urlPath: string, body?: unknown): Promise<{ status: number; json: unknown }>
   /** The hub's counters, and `connects`: sockets opened since the server started. */
-  stats(): Promise<{ connections: number; subscriptions: number; connects: number }>
+  stats(): Promise<{
+    connections: number
+    subscriptions: number
+    connects: number
+    patches: { computed: number; declined: number }
+  }>
   stop(): Promise<void>
 }
 
@@ -55,12 +60,7 @@ export async function startLiveServer(): Promise<LiveServer> {
     base,
     wsUrl: `ws://127.0.0.1:${port}/listen`,
     request,
-    stats: async () =>
-      (await request('GET', '/_stats')).json as {
-        connections: number
-        subscriptions: number
-        connects: number
-      },
+    stats: async () => (await request('GET', '/_stats')).json as Awaited<ReturnType<LiveServer['stats']>>,
     async stop() {
       if (child.exitCode !== null) return
       const exited = new Promise((resolve) => child.once('exit', resolve))
