@@ -12,7 +12,9 @@ import { Hub } from '../src/core/hub'
 import { POLICY, type HubOptions, type Logger } from '../src/core/options'
 import type { UpgradeRequest } from '../src/core/replay'
 import { createHub } from '../src/node'
+import { FRAMEWORKS, startFixture } from './helpers/apps'
 import { FakeSocket, settle, upgradeRequest } from './helpers/fake'
+import { TestClient } from './helpers/tclient'
 
 const T0 = Date.UTC(2030, 0, 1)
 const MINUTE = 60_000
@@ -375,3 +377,29 @@ async function until2(predicate: () => boolean): Promise<void> {
   for (let i = 0; i < 2000 && !predicate(); i++) await new Promise((resolve) => setTimeout(resolve, 5))
   if (!predicate()) throw new Error('condition not met')
 }
+
+describe.each(FRAMEWORKS)('credentials that expire, %s adapter', (framework) => {
+  it('reauth before expiry; a socket that ignores it loses what its credentials no longer open', async () => {
+    // Alice's token lives 400 ms from each `auth` (real time: this checks the wiring, the rules are
+    // checked above with a fake clock).
+    const fixture = await startFixture(framework, {
+      hub: {
+        credentialsExpireAt: (request) =>
+          request.headers.authorization === 'Bearer alice-token' ? Date.now() + 400 : undefined,
+      },
+    })
+    const raw = await TestClient.connect(fixture.wsUrl)
+    try {
+      raw.send({ type: 'auth', token: 'alice-token' })
+      raw.subscribe('/private')
+      expect(await raw.next()).toMatchObject({ type: 'data', path: '/private' })
+      expect(await raw.next()).toEqual({ type: 'reauth' })
+      // Her session ends on the server meanwhile; the socket sends no fresh token.
+      fixture.state.privateRevoked = true
+      expect(await raw.next()).toMatchObject({ type: 'error', code: 'unauthorized', path: '/private' })
+    } finally {
+      await raw.close()
+      await fixture.close()
+    }
+  })
+})
