@@ -4,6 +4,7 @@ import { percentile, pollRequest } from './lib.mjs'
 import { esc, niceMax, table } from './chart.mjs'
 import { renderBackplane } from './backplane.mjs'
 import { renderScale } from './scale.mjs'
+import { patchesTargets, renderPatches } from './patches.mjs'
 import { USER_METHOD, userScenarios, userSvg, userTable, userTargets } from './report-user.mjs'
 
 const LISTENJS = ['listenjs-fastify', 'listenjs-express', 'listenjs-koa']
@@ -494,7 +495,11 @@ export function renderReport(results, { svgRelative = '' } = {}) {
     `Machine: ${m.cpu}, ${m.cores} cores, ${f(m.memoryGiB, 1)} GiB RAM, ${m.os}. Node ${m.node}.`,
     `Date: ${results.date}. Command: \`${results.command}\` (${f(results.seconds, 0)} s${results.quick ? ', quick mode: small N, few rounds; a smoke test, not a measurement' : ''}).`,
   ].join('\n')
-  const targetRows = [...userTargets(results), ...targets(results)]
+  const targetRows = [
+    ...userTargets(results),
+    ...targets(results),
+    ...(results.patches ? patchesTargets(results.patches) : []),
+  ]
   const targetTable = targetRows.length ? table(['target', 'measured', 'verdict'], targetRows) : ''
   const sections = []
   const perUser = userScenarios(results)
@@ -513,6 +518,7 @@ export function renderReport(results, { svgRelative = '' } = {}) {
     ? `### Polling vs push\n\nScaled-down ratios to fit the time budget: clients poll every **${results.polling.T} ms** and changes come every **${results.polling.rates.join(' ms / ')} ms** (the thesis's T = 1 s with one change per 10 s, ×0.1). Bytes are counted at the socket level on the server (sum of \`socket.bytesRead + socket.bytesWritten\` over client sockets, TCP/IP headers excluded), within the measurement window (connections are opened before it). Pollers use one keep-alive connection each and send the headers Chrome 126 sends for a same-origin \`fetch('/items')\` (sec-ch-ua*, User-Agent, Accept, Sec-Fetch-*, Referer, Accept-Encoding, Accept-Language) and a short session cookie: ${pollRequest(40000, 1234).length} bytes per request, ${pollRequest(40000, 1234, '"i1234"').length} with If-None-Match. *Server operations* are the requests the application serves (polls, the POSTs that make the changes, and listenjs's in-process replays); WebSocket frames written are counted separately. Staleness: time from the POST handler that made a change to the client seeing that state (*fastest*: the first client to see it). All ${results.polling.n} clients run in two generator processes on the same 2-core host${results.polling.pinned ? ' (pinned with taskset: the server on CPU 0, both generators on CPU 1, so the clients do not preempt a fan-out)' : ''}, so the push staleness includes the fan-out to every client, one loopback write each, and the clients' own receive work, serialized on one core; a poller's staleness is dominated by the poll period (~T/2). *Server: last frame to the kernel*: time from the change to the end of the fan-out loop (every frame handed to the kernel). The raw \`ws\` row is a hand-written server pushing one pre-framed buffer per socket (no version, no replay): the floor for push on this host.\n\n${pollingTables(results)}`
     : ''
   const backplane = results.backplane ? renderBackplane(results.backplane) : undefined
+  const patches = results.patches ? renderPatches(results.patches) : undefined
   const scale = results.scale ? renderScale(results.scale, { svgRelative }) : undefined
   const demote = (markdown) => markdown.replace(/^(#+) /gm, '#$1 ')
   const charts = [
@@ -562,6 +568,8 @@ export function renderReport(results, { svgRelative = '' } = {}) {
     backplane
       ? demote(backplane.markdown).replace(/\]\(backplane\.svg\)/g, `](${svgRelative}backplane.svg)`)
       : '',
+    '',
+    patches ?? '',
     '',
     '## Charts',
     '',

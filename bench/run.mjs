@@ -12,7 +12,7 @@
 //                      scenario and case: <tag>.txt), and prints where the time goes; the report
 //                      then goes to .tmp/bench-profile/ too (profiling slows the profiled servers)
 //   --only=<ids>       comma-separated scenario ids to run
-//                      (one,paths,burst,large,memory,user,polling,scale,backplane)
+//                      (one,paths,burst,large,memory,user,polling,scale,backplane,patches)
 //   --users=<n,…>      the numbers of users of the per-user scenarios (default 100,1000,5000; quick 50,200)
 //   --from=<json>      only re-renders the report from the raw results of an earlier run
 import http from 'node:http'
@@ -37,6 +37,7 @@ import { renderReport } from './report.mjs'
 import { formatProfile, summarizeProfile } from './profile.mjs'
 import { backplanePhase } from './backplane.mjs'
 import { scalePhase } from './scale.mjs'
+import { patchesPhase } from './patches.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.dirname(here)
@@ -654,6 +655,7 @@ async function main() {
   if (runs('polling')) await pollingPhase(results)
   if (runs('scale')) results.scale = await scalePhase({ quick: QUICK, log })
   if (runs('backplane')) results.backplane = await backplanePhase({ quick: QUICK, log })
+  if (runs('patches')) results.patches = await patchesPhase({ quick: QUICK, log })
   results.seconds = (now() - startedAt) / 1000
   if (PROFILE) results.profiles = profiles
 

@@ -1,8 +1,24 @@
 import fc from 'fast-check'
 import { applyPatch, patches } from '../src/client/patches'
-import { canonical, checksum } from '../src/core/checksum'
+import { checksum } from '../src/core/checksum'
 import { diff } from '../src/core/diff'
 import type { PatchOp } from '../src/core/protocol'
+
+/**
+ * RFC 8785 (JCS), the reference the checksum is checked against (it hashes while it walks, building
+ * no text): sorted keys, no whitespace, JSON.stringify for the rest.
+ */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return '[' + value.map(canonical).join(',') + ']'
+  if (value !== null && typeof value === 'object') {
+    const object = value as Record<string, unknown>
+    const members = Object.keys(object)
+      .sort()
+      .map((k) => JSON.stringify(k) + ':' + canonical(object[k]))
+    return '{' + members.join(',') + '}'
+  }
+  return JSON.stringify(value)
+}
 
 /** A JSON value as the server and the client hold it: what JSON.parse produces (own `__proto__` keys). */
 const json = fc.jsonValue().map((v) => JSON.parse(JSON.stringify(v)) as unknown)
@@ -219,9 +235,15 @@ describe('canonical and checksum', () => {
     expect(checksum({ b: 1, a: 2 })).toBe(checksum({ a: 2, b: 1 }))
     expect(checksum({ b: 1, a: 2 })).toBe(fnv1a('{"a":2,"b":1}'))
     expect(checksum('é€😀\u0080\u07ff\u0800\uffff')).toBe(fnv1a('"é€😀\u0080\u07ff\u0800\uffff"'))
+    // Strings that must be escaped, lone surrogates, pairs, in keys and values alike.
+    const escaped = { 'k"\\\n': 'a"b\\c\n\u0001\ud800x\udc00', '😀': ['\udbff\udfff', '\u007f'] }
+    expect(checksum(escaped)).toBe(fnv1a(canonical(escaped)))
     fc.assert(fc.property(json, (v) => expect(checksum(v)).toBe(fnv1a(canonical(v)))))
     const unicode = fc.string({ unit: 'binary' })
     fc.assert(fc.property(unicode, (s) => expect(checksum(s)).toBe(fnv1a(JSON.stringify(s)))))
+    fc.assert(
+      fc.property(fc.dictionary(unicode, unicode), (o) => expect(checksum(o)).toBe(fnv1a(canonical(o)))),
+    )
     fc.assert(
       fc.property(json, (v) => Number.isInteger(checksum(v)) && checksum(v) >= 0 && checksum(v) < 2 ** 32),
     )
