@@ -224,8 +224,10 @@ export class Subscriptions {
         subscription.version = GONE
         this.outbox.send(connection, path, (gone ??= goneFrame(path, status)), hold)
       } else {
-        // What the next change is a patch from, for a subscriber that takes patches.
-        kernel.states.keep(group, version, result.body, result.contentType, seq, connection.patches)
+        // What the next change is a patch from, for the members that take patches (a group that
+        // keeps a state has some).
+        const patches = connection.patches || group.last !== undefined
+        kernel.states.keep(group, version, result.body, result.contentType, seq, patches)
         if (subscription.version === version) {
           // A resubscription holding the current state: confirm it, send nothing again.
           subscription.version = version
