@@ -922,8 +922,12 @@ export class FuzzSocket {
     switch (message.type) {
       case 'subscribe': {
         const { path } = message
-        // "Subscribing to a path the socket already holds does nothing."
-        if (this.held.has(path)) return
+        // "Subscribing to a path the socket already holds does nothing." One waiting for its refusal
+        // may not be held any more (the hub may have refused it already): then this subscribe is a
+        // new one, refused again.
+        const state = this.held.get(path)
+        if (state === 'pending-refused') return this.expect(false, path, [answerFor(path, this.token)], false)
+        if (state !== undefined) return
         if (!pathAllowed(path, this.limits.pathLength)) return this.expect(true, path, ['error:bad_path'])
         if (this.held.size >= this.limits.subscriptionsPerSocket)
           return this.expect(true, path, ['error:limit'])
