@@ -8,6 +8,7 @@ export default defineConfig({
     koa: 'src/adapters/koa.ts',
     client: 'src/client/index.ts',
     'client-patches': 'src/client/patches.ts',
+    'client-http': 'src/client/http.ts',
     react: 'src/react/index.ts',
     tanstack: 'src/tanstack/index.ts',
     redis: 'src/redis/index.ts',

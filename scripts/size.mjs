@@ -38,6 +38,10 @@ line(
   await measure(`export * from './src/client/index.ts'; export * from './src/client/patches.ts'`),
 )
 line(
+  'listenjs/client + listenjs/client/http',
+  await measure(`export * from './src/client/index.ts'; export * from './src/client/http.ts'`),
+)
+line(
   'listenjs/client + listenjs/react',
   await measure(`export * from './src/client/index.ts'; export * from './src/react/index.ts'`, ['react']),
 )

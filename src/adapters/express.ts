@@ -35,6 +35,8 @@ export interface ExpressListenjs extends RequestHandler {
 export function listenjs(options: HubOptions = {}): ExpressListenjs {
   const hub = createHub(options)
   const middleware: RequestHandler = (req, res, next) => {
+    // The HTTP stream (for networks that block WebSockets) on the endpoint's path: served here.
+    if (hub.isStream(req)) return hub.stream(req, res, (req as { body?: unknown }).body)
     hub.track(
       req,
       res,

@@ -47,7 +47,13 @@ const plugin: FastifyPluginAsync<HubOptions> = async (app, options) => {
   app.decorate('listenjs', hub)
   // A value, not a reference, so every request starts without options of its own.
   app.decorateRequest('listenjs', undefined)
+  // The HTTP stream (for networks that block WebSockets) on the endpoint's path: not a write.
+  app.post(hub.options.path, (request, reply) => {
+    reply.hijack()
+    hub.stream(request.raw, reply.raw, request.body)
+  })
   app.addHook('onRequest', (request, reply, done) => {
+    if (hub.isStream(request.raw)) return done()
     hub.track(
       request.raw,
       reply.raw,

@@ -34,6 +34,12 @@ export interface KoaListenjs {
 export function listenjs(options: HubOptions = {}): KoaListenjs {
   const hub = createHub(options)
   const middleware: Middleware = (ctx, next) => {
+    // The HTTP stream (for networks that block WebSockets) on the endpoint's path: served here.
+    if (hub.isStream(ctx.req)) {
+      ctx.respond = false
+      hub.stream(ctx.req, ctx.res, (ctx.request as { body?: unknown }).body)
+      return Promise.resolve()
+    }
     hub.track(
       ctx.req,
       ctx.res,

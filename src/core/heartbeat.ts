@@ -24,6 +24,11 @@ export class Heartbeat {
     this.kernel.inScope(() => {
       this.interval = setInterval(() => {
         for (const connection of this.connections()) {
+          // A stream cannot answer: it is pinged (the client's sign of life) and closes with its connection.
+          if (connection.socket.oneWay) {
+            connection.socket.send(PING_FRAME)
+            continue
+          }
           if (connection.awaitingPong) {
             connection.socket.terminate()
             continue

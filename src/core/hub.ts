@@ -49,9 +49,10 @@ export class Hub {
     (req: IncomingMessage, socket: Duplex, head: Buffer) => void
   >()
   private closing: Promise<void> | undefined
-  /** Reports successful writes that never passed `track` (see `Tracking.watch`). */
-  private readonly watchRequest = (req: IncomingMessage, res: ServerResponse): void =>
-    this.tracking.watch(req, res)
+  /** Reports successful writes that never passed `track` (see `Tracking.watch`); a stream is none. */
+  private readonly watchRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    if (!this.isStream(req)) this.tracking.watch(req, res)
+  }
 
   /**
    * @param options - see {@link HubOptions}; every field has a default
@@ -104,6 +105,31 @@ export class Hub {
    */
   opened(socket: HubSocket, request: IncomingMessage): SocketEvents {
     return this.connections.opened(socket, request)
+  }
+
+  /**
+   * Whether `req` asks for the HTTP stream, the transport for networks that block WebSockets: a
+   * `POST` on the hub's path. The adapters hand such a request to {@link Hub.stream} before any route.
+   */
+  isStream(req: IncomingMessage): boolean {
+    if (req.method !== 'POST' || this.transport?.handleRequest === undefined) return false
+    const url = req.url ?? ''
+    const q = url.indexOf('?')
+    return (q === -1 ? url : url.slice(0, q)) === this.options.path
+  }
+
+  /**
+   * Serves the HTTP stream (PROTOCOL.md, "The HTTP stream"): the checks of an upgrade, then one
+   * streamed response carrying a socket's messages. `body`: the request body if a framework's parser
+   * read it already. Answers 404 on a hub without an HTTP transport.
+   */
+  stream(req: IncomingMessage, res: ServerResponse, body?: unknown): void {
+    const handle = this.transport?.handleRequest
+    if (handle === undefined) {
+      res.writeHead(404).end()
+      return
+    }
+    handle.call(this.transport, req, res, body)
   }
 
   /**

@@ -3,7 +3,7 @@
  * transport (the `ws` one in `src/node/`) hands each accepted socket to the hub as a
  * {@link HubSocket}, and reports what happens to it through the {@link SocketEvents} it gets back.
  */
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { ResolvedOptions } from './options'
 
@@ -26,6 +26,11 @@ export interface HubSocket {
    * anything else (or nothing) is `listenjs.v1`.
    */
   readonly protocol?: string
+  /**
+   * A one-way transport (the HTTP stream): the client cannot answer `ping`, so the heartbeat does not
+   * wait for an answer; the socket lives until its connection closes.
+   */
+  readonly oneWay?: boolean
 }
 
 /** What a transport reports about one socket, to the object `opened` returned for it. */
@@ -52,6 +57,12 @@ export interface Transport {
     head: Buffer,
     server: { listenerCount(event: string): number },
   ): void
+  /**
+   * Serves one request for the HTTP stream (a `POST` on the hub's path): the same checks as an
+   * upgrade, then one streamed response, seen by the hub as a socket. `body`: what a framework's body
+   * parser made of the body already, if it read it. Transports without it serve WebSockets only.
+   */
+  handleRequest?(req: IncomingMessage, res: ServerResponse, body?: unknown): void
   /** Waits up to `graceMs` for open sockets to finish closing, then terminates the rest. */
   close(graceMs: number): Promise<void>
 }

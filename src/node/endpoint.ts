@@ -8,6 +8,14 @@ import { upgradeRequestOf } from '../core/replay'
 import { CloseCode, SUBPROTOCOL, SUBPROTOCOL_PATCHES } from '../core/protocol'
 import type { HubSocket, Opened, SocketEvents, Transport } from '../core/socket'
 import { rawSocketOf, textFrame } from './ws-internals'
+import {
+  PROTOCOL_HEADER,
+  readBody,
+  STREAM_BODY_BYTES,
+  StreamLink,
+  streamProtocol,
+  streamRequestOf,
+} from './stream'
 
 const TEXT = { binary: false } as const
 /** `WebSocket.OPEN`. */
@@ -50,6 +58,7 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
         : protocols.has(SUBPROTOCOL) && SUBPROTOCOL,
   })
   const perAddress = new Map<string, number>()
+  const streams = new Set<StreamLink>()
   const links = new WeakMap<object, Link>()
 
   // A socket's first frame in a turn is written at once, so the kernel starts sending while the
@@ -209,6 +218,62 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
       if ((perAddress.get(address) ?? 0) >= options.limits.connectionsPerAddress) return refuse(socket, 429)
       wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req, address))
     },
+    handleRequest(req, res, body) {
+      const fail = (status: number, reason?: string): void => {
+        res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' })
+        res.end(reason ?? STATUS_CODES[status])
+      }
+      if (!req.headers.host) return fail(400)
+      if (!originAllowed(req, options.allowedOrigins, options.trustProxy)) return fail(403)
+      const address = clientAddress(
+        req.socket.remoteAddress ?? '',
+        req.headers['x-forwarded-for'],
+        options.trustProxy,
+      )
+      if ((perAddress.get(address) ?? 0) >= options.limits.connectionsPerAddress) return fail(429)
+      // Counted from now, while the body is read: a client cannot open more by sending slowly.
+      perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
+      let counted = true
+      const uncount = (): void => {
+        if (counted) release(address)
+        counted = false
+      }
+      res.once('close', uncount)
+      // A body parser that ran before may have read it, or left it (and an empty object) alone.
+      const unread =
+        !req.readableEnded &&
+        (body === undefined || (typeof body === 'object' && body !== null && Object.keys(body).length === 0))
+      const read = unread ? readBody(req, STREAM_BODY_BYTES) : Promise.resolve(body)
+      read.then(
+        (value) => {
+          if (res.destroyed) return
+          const request = streamRequestOf(value)
+          if (typeof request === 'string') return fail(400, request)
+          const protocol = streamProtocol(request.protocols, options.patches !== false)
+          if (protocol === undefined) return fail(400, `${SUBPROTOCOL} required`)
+          res.writeHead(200, {
+            'content-type': 'text/event-stream; charset=utf-8',
+            'cache-control': 'no-store',
+            // Proxies that buffer responses (nginx) pass this one through as it is written.
+            'x-accel-buffering': 'no',
+            [PROTOCOL_HEADER]: protocol,
+          })
+          const link = new StreamLink(res, protocol)
+          streams.add(link)
+          res.once('close', () => {
+            streams.delete(link)
+            link.events.onClose(link.code)
+          })
+          link.events = opened(link, req)
+          // The messages of the body, handled as a socket's first messages, in order.
+          for (const message of request.messages) {
+            if (res.writableEnded) break
+            link.events.onMessage(Buffer.from(JSON.stringify(message)), false)
+          }
+        },
+        () => fail(413),
+      )
+    },
     async close(graceMs) {
       const open = [...wss.clients]
       if (open.length > 0) {
@@ -224,6 +289,7 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
         clearTimeout(timer)
         for (const ws of wss.clients) ws.terminate()
       }
+      for (const link of streams) link.terminate()
       await new Promise<void>((resolve) => wss.close(() => resolve()))
     },
   }

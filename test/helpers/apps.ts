@@ -607,6 +607,8 @@ const BUILDERS: Record<Framework, (state: FixtureState, options: FixtureOptions)
       }
     })
     app.use(bodyParser())
+    // The HTTP stream is served by the middleware where it sees every request: on the app.
+    app.use((ctx, next) => (live.hub.isStream(ctx.req) ? live.middleware(ctx, next) : next()))
     app.use((ctx, next) => {
       if (ctx.method === 'POST' && ctx.path === '/als') return state.als.run({ user: 'secret' }, next)
       return next()

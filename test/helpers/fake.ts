@@ -17,6 +17,8 @@ export class FakeSocket implements HubSocket {
   buffered = 0
   /** The subprotocol the transport would have selected (`listenjs.v1.1`: patches). */
   protocol: string | undefined = undefined
+  /** A one-way transport (the HTTP stream): the client cannot answer `ping`. */
+  oneWay: boolean | undefined = undefined
   events!: SocketEvents
 
   send(frame: Buffer): void {

@@ -6,6 +6,8 @@
 // at /calendar/ and stripping that): the script, the writes and the WebSocket endpoint follow the
 // page, while the subscribed path is the app's own.
 import { createClient } from './listenjs/client.js'
+import { httpFallback } from './listenjs/client-http.js'
+import { patches } from './listenjs/client-patches.js'
 
 /** What listenjs subscribes to: the app's path for the list. */
 const API = '/api/appointments'
@@ -76,7 +78,8 @@ function toIso(date, time) {
 // ---------------------------------------------------------------------------------------------
 // Live connection
 
-const client = createClient({ url: 'listen' })
+// Changes come as patches when smaller; where WebSockets are blocked, the HTTP stream carries them.
+const client = createClient({ url: 'listen', patches, WebSocket: httpFallback() })
 
 function setStatus(status) {
   statusBadge.dataset.status = status

@@ -1,0 +1,118 @@
+/**
+ * The HTTP stream: the transport for networks that block WebSockets (PROTOCOL.md, "The HTTP
+ * stream"). A `POST` on the hub's path carries the client messages a socket would send first (its
+ * `auth`, every `subscribe` with the version held); the answer is one long `text/event-stream`
+ * response carrying the very server messages a socket would get, one event each, and a last `close`
+ * event with the close code a socket would have got. Nothing is kept between two requests: a client
+ * that changes what it listens to opens a new stream with its whole set, and any process can serve it.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { SUBPROTOCOL, SUBPROTOCOL_PATCHES } from '../core/protocol'
+import type { HubSocket, SocketEvents } from '../core/socket'
+
+/** What a stream request asks for: the subprotocols it speaks and its first messages. */
+export interface StreamRequest {
+  readonly protocols: readonly string[]
+  readonly messages: readonly unknown[]
+}
+
+/** The largest body of a stream request (its messages, each bounded by `limits.messageBytes` too). */
+export const STREAM_BODY_BYTES = 262_144
+
+/** A response header naming the subprotocol the stream speaks. */
+export const PROTOCOL_HEADER = 'x-listenjs-protocol'
+
+/**
+ * The request's body as it was read (by a framework's body parser: an object; else a string or a
+ * buffer), checked: `{ protocols?: string[], messages: unknown[] }`. A reason when it is not that.
+ */
+export function streamRequestOf(body: unknown): StreamRequest | string {
+  let value = body
+  if (typeof value === 'string' || Buffer.isBuffer(value)) {
+    try {
+      value = JSON.parse(String(value))
+    } catch {
+      return 'the body is not JSON'
+    }
+  }
+  if (typeof value !== 'object' || value === null) return 'the body must be a JSON object'
+  const { protocols = [SUBPROTOCOL], messages } = value as { protocols?: unknown; messages?: unknown }
+  if (!Array.isArray(messages)) return 'messages must be an array'
+  if (!Array.isArray(protocols) || !protocols.every((p) => typeof p === 'string'))
+    return 'protocols must be an array of strings'
+  return { protocols, messages }
+}
+
+/** The subprotocol a stream speaks, chosen as an upgrade's is; undefined when none is offered. */
+export function streamProtocol(offered: readonly string[], patches: boolean): string | undefined {
+  if (patches && offered.includes(SUBPROTOCOL_PATCHES)) return SUBPROTOCOL_PATCHES
+  return offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : undefined
+}
+
+/** Reads a request body of at most `limit` bytes; rejects past it. */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        reject(new Error('too large'))
+        req.destroy()
+      } else chunks.push(chunk)
+    })
+    req.once('end', () => resolve(Buffer.concat(chunks)))
+    req.once('error', reject)
+  })
+}
+
+const DATA = Buffer.from('data: ')
+const LINE = Buffer.from('\ndata: ')
+const END = Buffer.from('\n\n')
+
+/**
+ * One open stream, seen by the hub as a socket. A frame becomes one event: `data: <frame>` and a
+ * blank line (a frame holding line breaks, a pretty-printed body, takes one `data:` line per line).
+ */
+export class StreamLink implements HubSocket {
+  events!: SocketEvents
+  readonly oneWay = true
+  /** The close code it was closed with; 1006 when the client went away. */
+  code = 1006
+  private ended = false
+
+  constructor(
+    readonly res: ServerResponse,
+    readonly protocol: string,
+  ) {}
+
+  send(frame: Buffer): void {
+    if (this.ended) return
+    const { res } = this
+    res.write(DATA)
+    let start = 0
+    for (let at = frame.indexOf(10); at !== -1; at = frame.indexOf(10, start)) {
+      res.write(frame.subarray(start, at))
+      res.write(LINE)
+      start = at + 1
+    }
+    res.write(start === 0 ? frame : frame.subarray(start))
+    if (!res.write(END)) res.once('drain', () => this.events.onDrain())
+  }
+
+  close(code: number, reason: string): void {
+    if (this.ended) return
+    this.ended = true
+    this.code = code
+    this.res.end(`event: close\ndata: ${JSON.stringify({ code, reason })}\n\n`)
+  }
+
+  terminate(): void {
+    this.ended = true
+    this.res.destroy()
+  }
+
+  bufferedAmount(): number {
+    return this.res.writableLength
+  }
+}
