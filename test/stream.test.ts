@@ -175,6 +175,46 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
     expect(app.hub.stats().connections).toBe(0)
   })
 
+  it('a page of another allowed origin: the preflight and the stream carry CORS headers; others get 403', async () => {
+    await app.close()
+    app = await startFixture(framework, { hub: { allowedOrigins: ['http://app.example'] } })
+    const preflight = (origin: string) =>
+      new Promise<http.IncomingMessage>((resolve, reject) => {
+        const request = http.request(`${app.url}/listen`, {
+          method: 'OPTIONS',
+          agent: false,
+          headers: {
+            origin,
+            'access-control-request-method': 'POST',
+            'access-control-request-headers': 'content-type',
+          },
+        })
+        request.once('response', (response) => {
+          response.resume()
+          resolve(response)
+        })
+        request.once('error', reject)
+        request.end()
+      })
+    const allowed = await preflight('http://app.example')
+    expect(allowed.statusCode).toBe(204)
+    expect(allowed.headers).toMatchObject({
+      'access-control-allow-origin': 'http://app.example',
+      'access-control-allow-credentials': 'true',
+      'access-control-allow-methods': 'POST',
+    })
+    expect(String(allowed.headers['access-control-allow-headers'])).toContain('content-type')
+    expect((await preflight('http://evil.example')).statusCode).toBe(403)
+    const stream = await open({ messages: [subscribe('/items')] }, { origin: 'http://app.example' })
+    expect(stream.status).toBe(200)
+    expect(stream.response.headers).toMatchObject({
+      'access-control-allow-origin': 'http://app.example',
+      'access-control-allow-credentials': 'true',
+      'access-control-expose-headers': 'x-listenjs-protocol',
+    })
+    expect((await stream.next()).data).toMatchObject({ type: 'welcome' })
+  })
+
   it('a bad message in the body closes the stream with 4400, as it would a socket', async () => {
     const stream = await open({ messages: [{ type: 'nope' }] })
     expect((await stream.next()).data).toMatchObject({ type: 'welcome' })

@@ -48,9 +48,13 @@ const plugin: FastifyPluginAsync<HubOptions> = async (app, options) => {
   // A value, not a reference, so every request starts without options of its own.
   app.decorateRequest('listenjs', undefined)
   // The HTTP stream (for networks that block WebSockets) on the endpoint's path: not a write.
-  app.post(hub.options.path, (request, reply) => {
-    reply.hijack()
-    hub.stream(request.raw, reply.raw, request.body)
+  app.route({
+    method: ['POST', 'OPTIONS'],
+    url: hub.options.path,
+    handler: (request, reply) => {
+      reply.hijack()
+      hub.stream(request.raw, reply.raw, request.body)
+    },
   })
   app.addHook('onRequest', (request, reply, done) => {
     if (hub.isStream(request.raw)) return done()

@@ -90,6 +90,8 @@ export class HttpSocket implements WebSocketLike {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ protocols: this.protocols, messages: [...this.held.values()] }),
         signal: request.signal,
+        // Cookies go with it as with an upgrade, to an endpoint of another allowed origin too.
+        credentials: 'include',
       })
       if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`)
       this.protocol = response.headers.get('x-listenjs-protocol') ?? ''

@@ -109,10 +109,12 @@ export class Hub {
 
   /**
    * Whether `req` asks for the HTTP stream, the transport for networks that block WebSockets: a
-   * `POST` on the hub's path. The adapters hand such a request to {@link Hub.stream} before any route.
+   * `POST` on the hub's path (or its CORS preflight, an `OPTIONS`). The adapters hand such a request to
+   * {@link Hub.stream} before any route.
    */
   isStream(req: IncomingMessage): boolean {
-    if (req.method !== 'POST' || this.transport?.handleRequest === undefined) return false
+    if (req.method !== 'POST' && req.method !== 'OPTIONS') return false
+    if (this.transport?.handleRequest === undefined) return false
     const url = req.url ?? ''
     const q = url.indexOf('?')
     return (q === -1 ? url : url.slice(0, q)) === this.options.path

@@ -2,20 +2,13 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
-import type { OriginCheck, ResolvedOptions } from '../core/options'
-import { clientAddress, trustsPeer, type ResolvedTrustProxy } from '../core/proxy'
-import { upgradeRequestOf } from '../core/replay'
+import type { ResolvedOptions } from '../core/options'
+import { clientAddress } from '../core/proxy'
 import { CloseCode, SUBPROTOCOL, SUBPROTOCOL_PATCHES } from '../core/protocol'
 import type { HubSocket, Opened, SocketEvents, Transport } from '../core/socket'
 import { rawSocketOf, textFrame } from './ws-internals'
-import {
-  PROTOCOL_HEADER,
-  readBody,
-  STREAM_BODY_BYTES,
-  StreamLink,
-  streamProtocol,
-  streamRequestOf,
-} from './stream'
+import { originAllowed } from './origin'
+import { streamServer } from './stream'
 
 const TEXT = { binary: false } as const
 /** `WebSocket.OPEN`. */
@@ -58,7 +51,6 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
         : protocols.has(SUBPROTOCOL) && SUBPROTOCOL,
   })
   const perAddress = new Map<string, number>()
-  const streams = new Set<StreamLink>()
   const links = new WeakMap<object, Link>()
 
   // A socket's first frame in a turn is written at once, so the kernel starts sending while the
@@ -176,6 +168,16 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
     if (left <= 0) perAddress.delete(address)
     else perAddress.set(address, left)
   }
+  // HTTP streams count with the sockets of their address.
+  const { serve: serveStream, close: closeStreams } = streamServer(options, opened, {
+    take(address) {
+      const open = perAddress.get(address) ?? 0
+      if (open >= options.limits.connectionsPerAddress) return false
+      perAddress.set(address, open + 1)
+      return true
+    },
+    release,
+  })
 
   const accept = (ws: WebSocket, req: IncomingMessage, address: string): void => {
     perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
@@ -219,60 +221,7 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
       wss.handleUpgrade(req, socket, head, (ws) => accept(ws, req, address))
     },
     handleRequest(req, res, body) {
-      const fail = (status: number, reason?: string): void => {
-        res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' })
-        res.end(reason ?? STATUS_CODES[status])
-      }
-      if (!req.headers.host) return fail(400)
-      if (!originAllowed(req, options.allowedOrigins, options.trustProxy)) return fail(403)
-      const address = clientAddress(
-        req.socket.remoteAddress ?? '',
-        req.headers['x-forwarded-for'],
-        options.trustProxy,
-      )
-      if ((perAddress.get(address) ?? 0) >= options.limits.connectionsPerAddress) return fail(429)
-      // Counted from now, while the body is read: a client cannot open more by sending slowly.
-      perAddress.set(address, (perAddress.get(address) ?? 0) + 1)
-      let counted = true
-      const uncount = (): void => {
-        if (counted) release(address)
-        counted = false
-      }
-      res.once('close', uncount)
-      // A body parser that ran before may have read it, or left it (and an empty object) alone.
-      const unread =
-        !req.readableEnded &&
-        (body === undefined || (typeof body === 'object' && body !== null && Object.keys(body).length === 0))
-      const read = unread ? readBody(req, STREAM_BODY_BYTES) : Promise.resolve(body)
-      read.then(
-        (value) => {
-          if (res.destroyed) return
-          const request = streamRequestOf(value)
-          if (typeof request === 'string') return fail(400, request)
-          const protocol = streamProtocol(request.protocols, options.patches !== false)
-          if (protocol === undefined) return fail(400, `${SUBPROTOCOL} required`)
-          res.writeHead(200, {
-            'content-type': 'text/event-stream; charset=utf-8',
-            'cache-control': 'no-store',
-            // Proxies that buffer responses (nginx) pass this one through as it is written.
-            'x-accel-buffering': 'no',
-            [PROTOCOL_HEADER]: protocol,
-          })
-          const link = new StreamLink(res, protocol)
-          streams.add(link)
-          res.once('close', () => {
-            streams.delete(link)
-            link.events.onClose(link.code)
-          })
-          link.events = opened(link, req)
-          // The messages of the body, handled as a socket's first messages, in order.
-          for (const message of request.messages) {
-            if (res.writableEnded) break
-            link.events.onMessage(Buffer.from(JSON.stringify(message)), false)
-          }
-        },
-        () => fail(413),
-      )
+      serveStream(req, res, body)
     },
     async close(graceMs) {
       const open = [...wss.clients]
@@ -289,47 +238,9 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
         clearTimeout(timer)
         for (const ws of wss.clients) ws.terminate()
       }
-      for (const link of streams) link.terminate()
+      closeStreams()
       await new Promise<void>((resolve) => wss.close(() => resolve()))
     },
-  }
-}
-
-/**
- * Whether the upgrade's `Origin` may connect. No `Origin` (a non-browser client) is allowed. A list
- * matches exact origins only (`null` only when listed). The default allows only the page's own
- * origin: the scheme of the connection (or `X-Forwarded-Proto` behind a trusted proxy) and the `Host`
- * header (or `X-Forwarded-Host`).
- */
-function originAllowed(
-  req: IncomingMessage,
-  allowed: readonly string[] | OriginCheck | undefined,
-  trustProxy: ResolvedTrustProxy,
-): boolean {
-  const origin = req.headers.origin
-  if (origin === undefined) return true
-  if (typeof allowed === 'function') {
-    try {
-      return allowed(origin, upgradeRequestOf(req)) === true
-    } catch {
-      return false
-    }
-  }
-  if (allowed !== undefined) return allowed.includes(origin)
-  const forwarded = (name: string): string | undefined => {
-    const value = trustsPeer(req.socket.remoteAddress ?? '', trustProxy) ? req.headers[name] : undefined
-    const first = (Array.isArray(value) ? value[0] : value)?.split(',')[0]?.trim()
-    return first === '' ? undefined : first
-  }
-  const encrypted = (req.socket as { encrypted?: boolean }).encrypted === true
-  const scheme = (forwarded('x-forwarded-proto') ?? (encrypted ? 'https' : 'http')).toLowerCase()
-  const host = forwarded('x-forwarded-host') ?? req.headers.host
-  if ((scheme !== 'http' && scheme !== 'https') || host === undefined) return false
-  try {
-    // Both through URL, so that default ports and case compare equal.
-    return new URL(origin).origin === new URL(`${scheme}://${host}`).origin
-  } catch {
-    return false
   }
 }
 

@@ -6,9 +6,12 @@
  * event with the close code a socket would have got. Nothing is kept between two requests: a client
  * that changes what it listens to opens a new stream with its whole set, and any process can serve it.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http'
+import type { ResolvedOptions } from '../core/options'
 import { SUBPROTOCOL, SUBPROTOCOL_PATCHES } from '../core/protocol'
-import type { HubSocket, SocketEvents } from '../core/socket'
+import { clientAddress } from '../core/proxy'
+import type { HubSocket, Opened, SocketEvents } from '../core/socket'
+import { originAllowed } from './origin'
 
 /** What a stream request asks for: the subprotocols it speaks and its first messages. */
 export interface StreamRequest {
@@ -114,5 +117,107 @@ export class StreamLink implements HubSocket {
 
   bufferedAmount(): number {
     return this.res.writableLength
+  }
+}
+
+/** How streams count against `limits.connectionsPerAddress`, with the sockets of their address. */
+export interface AddressCount {
+  /** Counts one more for `address`; false when it has as many as allowed already. */
+  take(address: string): boolean
+  release(address: string): void
+}
+
+/**
+ * The headers that let a page of another allowed origin read the stream (CORS, with credentials:
+ * cookies go with it as with an upgrade). None for a request without `Origin`.
+ */
+function corsHeaders(req: IncomingMessage): OutgoingHttpHeaders {
+  const origin = req.headers.origin
+  if (origin === undefined) return {}
+  return {
+    'access-control-allow-origin': origin,
+    'access-control-allow-credentials': 'true',
+    'access-control-expose-headers': PROTOCOL_HEADER,
+    vary: 'Origin',
+  }
+}
+
+/**
+ * Serves the HTTP stream for a transport: the checks of an upgrade (`Host`, `Origin`, the count per
+ * address), a CORS preflight (`OPTIONS`) for pages of other allowed origins, then the stream, handed
+ * to the hub as a socket through `opened`. `close()` cuts the streams still open.
+ */
+export function streamServer(
+  options: ResolvedOptions,
+  opened: Opened,
+  addresses: AddressCount,
+): { serve(req: IncomingMessage, res: ServerResponse, body?: unknown): void; close(): void } {
+  const streams = new Set<StreamLink>()
+  const serve = (req: IncomingMessage, res: ServerResponse, body?: unknown): void => {
+    const fail = (status: number, reason?: string): void => {
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', connection: 'close' })
+      res.end(reason ?? STATUS_CODES[status])
+    }
+    if (!req.headers.host) return fail(400)
+    if (!originAllowed(req, options.allowedOrigins, options.trustProxy)) return fail(403)
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, {
+        ...corsHeaders(req),
+        'access-control-allow-methods': 'POST',
+        'access-control-allow-headers': 'content-type, authorization',
+        'access-control-max-age': '600',
+      })
+      res.end()
+      return
+    }
+    const address = clientAddress(
+      req.socket.remoteAddress ?? '',
+      req.headers['x-forwarded-for'],
+      options.trustProxy,
+    )
+    // Counted from now, while the body is read: a client cannot open more by sending slowly.
+    if (!addresses.take(address)) return fail(429)
+    res.once('close', () => addresses.release(address))
+    // A body parser that ran before may have read it, or left it (and an empty object) alone.
+    const unread =
+      !req.readableEnded &&
+      (body === undefined || (typeof body === 'object' && body !== null && Object.keys(body).length === 0))
+    const read = unread ? readBody(req, STREAM_BODY_BYTES) : Promise.resolve(body)
+    read.then(
+      (value) => {
+        if (res.destroyed) return
+        const request = streamRequestOf(value)
+        if (typeof request === 'string') return fail(400, request)
+        const protocol = streamProtocol(request.protocols, options.patches !== false)
+        if (protocol === undefined) return fail(400, `${SUBPROTOCOL} required`)
+        res.writeHead(200, {
+          ...corsHeaders(req),
+          'content-type': 'text/event-stream; charset=utf-8',
+          'cache-control': 'no-store',
+          // Proxies that buffer responses (nginx) pass this one through as it is written.
+          'x-accel-buffering': 'no',
+          [PROTOCOL_HEADER]: protocol,
+        })
+        const link = new StreamLink(res, protocol)
+        streams.add(link)
+        res.once('close', () => {
+          streams.delete(link)
+          link.events.onClose(link.code)
+        })
+        link.events = opened(link, req)
+        // The messages of the body, handled as a socket's first messages, in order.
+        for (const message of request.messages) {
+          if (res.writableEnded) break
+          link.events.onMessage(Buffer.from(JSON.stringify(message)), false)
+        }
+      },
+      () => fail(413),
+    )
+  }
+  return {
+    serve,
+    close() {
+      for (const link of streams) link.terminate()
+    },
   }
 }
