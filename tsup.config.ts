@@ -9,6 +9,7 @@ export default defineConfig({
     client: 'src/client/index.ts',
     'client-patches': 'src/client/patches.ts',
     'client-http': 'src/client/http.ts',
+    'client-tabs': 'src/client/tabs.ts',
     react: 'src/react/index.ts',
     tanstack: 'src/tanstack/index.ts',
     redis: 'src/redis/index.ts',

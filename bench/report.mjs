@@ -5,6 +5,7 @@ import { esc, niceMax, table } from './chart.mjs'
 import { renderBackplane } from './backplane.mjs'
 import { renderScale } from './scale.mjs'
 import { patchesTargets, renderPatches } from './patches.mjs'
+import { renderStream } from './stream.mjs'
 import { USER_METHOD, userScenarios, userSvg, userTable, userTargets } from './report-user.mjs'
 
 const LISTENJS = ['listenjs-fastify', 'listenjs-express', 'listenjs-koa']
@@ -519,6 +520,7 @@ export function renderReport(results, { svgRelative = '' } = {}) {
     : ''
   const backplane = results.backplane ? renderBackplane(results.backplane) : undefined
   const patches = results.patches ? renderPatches(results.patches) : undefined
+  const stream = results.stream ? renderStream(results.stream) : undefined
   const scale = results.scale ? renderScale(results.scale, { svgRelative }) : undefined
   const demote = (markdown) => markdown.replace(/^(#+) /gm, '#$1 ')
   const charts = [
@@ -570,6 +572,8 @@ export function renderReport(results, { svgRelative = '' } = {}) {
       : '',
     '',
     patches ?? '',
+    '',
+    stream ?? '',
     '',
     '## Charts',
     '',

@@ -12,7 +12,7 @@
 //                      scenario and case: <tag>.txt), and prints where the time goes; the report
 //                      then goes to .tmp/bench-profile/ too (profiling slows the profiled servers)
 //   --only=<ids>       comma-separated scenario ids to run
-//                      (one,paths,burst,large,memory,user,polling,scale,backplane,patches)
+//                      (one,paths,burst,large,memory,user,polling,scale,backplane,patches,stream)
 //   --users=<n,…>      the numbers of users of the per-user scenarios (default 100,1000,5000; quick 50,200)
 //   --from=<json>      only re-renders the report from the raw results of an earlier run
 import http from 'node:http'
@@ -38,6 +38,7 @@ import { formatProfile, summarizeProfile } from './profile.mjs'
 import { backplanePhase } from './backplane.mjs'
 import { scalePhase } from './scale.mjs'
 import { patchesPhase } from './patches.mjs'
+import { streamPhase } from './stream.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.dirname(here)
@@ -656,6 +657,7 @@ async function main() {
   if (runs('scale')) results.scale = await scalePhase({ quick: QUICK, log })
   if (runs('backplane')) results.backplane = await backplanePhase({ quick: QUICK, log })
   if (runs('patches')) results.patches = await patchesPhase({ quick: QUICK, log })
+  if (runs('stream')) results.stream = await streamPhase({ quick: QUICK, log })
   results.seconds = (now() - startedAt) / 1000
   if (PROFILE) results.profiles = profiles
 

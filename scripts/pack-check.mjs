@@ -87,20 +87,31 @@ fn(client.createClient, 'createClient'); fn(client.listen, 'listen'); fn(client.
 fn(react.useListen, 'useListen'); fn(react.ListenProvider, 'ListenProvider')
 fn(tanstack.liveQueries, 'liveQueries'); fn(tanstack.pathOfKey, 'pathOfKey')
 fn(patches.patches, 'patches'); fn(patches.applyPatch, 'applyPatch'); fn(patches.checksum, 'checksum')
-fn(http.HttpSocket, 'HttpSocket'); fn(http.httpFallback, 'httpFallback')`
+fn(http.HttpSocket, 'HttpSocket'); fn(http.httpFallback, 'httpFallback'); fn(tabs.shareAcrossTabs, 'shareAcrossTabs')`
 const load = (esm) =>
-  ['root', 'fastify', 'express', 'koa', 'client', 'react', 'tanstack', 'patches', 'http', 'assert'].map(
-    (name) => {
-      const from =
-        {
-          root: 'listenjs',
-          assert: 'node:assert/strict',
-          patches: 'listenjs/client/patches',
-          http: 'listenjs/client/http',
-        }[name] ?? `listenjs/${name}`
-      return esm ? `import * as ${name} from '${from}'` : `const ${name} = require('${from}')`
-    },
-  )
+  [
+    'root',
+    'fastify',
+    'express',
+    'koa',
+    'client',
+    'react',
+    'tanstack',
+    'patches',
+    'http',
+    'tabs',
+    'assert',
+  ].map((name) => {
+    const from =
+      {
+        root: 'listenjs',
+        assert: 'node:assert/strict',
+        patches: 'listenjs/client/patches',
+        http: 'listenjs/client/http',
+        tabs: 'listenjs/client/tabs',
+      }[name] ?? `listenjs/${name}`
+    return esm ? `import * as ${name} from '${from}'` : `const ${name} = require('${from}')`
+  })
 step('cjs require', 'node', ['-e', [...load(false), EXPORTS].join('\n')])
 step('esm import', 'node', ['--input-type=module', '-e', [...load(true), EXPORTS].join('\n')])
 

@@ -42,6 +42,10 @@ line(
   await measure(`export * from './src/client/index.ts'; export * from './src/client/http.ts'`),
 )
 line(
+  'listenjs/client + listenjs/client/tabs',
+  await measure(`export * from './src/client/index.ts'; export * from './src/client/tabs.ts'`),
+)
+line(
   'listenjs/client + listenjs/react',
   await measure(`export * from './src/client/index.ts'; export * from './src/react/index.ts'`, ['react']),
 )

@@ -23,6 +23,13 @@ import { until } from './helpers/wait'
 
 const TEST_TIMEOUT_MS = 90_000
 
+declare global {
+  interface Window {
+    /** Set by the calendar page: whether this tab holds the shared connection. */
+    listenjsHolder?: () => boolean
+  }
+}
+
 /** A day the page's week view shows, as `YYYY-MM-DD`. */
 const shownDay = (page: Page): Promise<string> =>
   page.evaluate(() => {
@@ -88,6 +95,37 @@ describeWithChromium('the calendar over the HTTP stream in a real browser', () =
       await createdOnBoth(proxy.url, pages)
       await createdOnBoth(proxy.url, pages)
       expect((await calendar.stats())?.connections).toBe(2)
+    },
+    TEST_TIMEOUT_MS,
+  )
+
+  it(
+    'three pages of one browser share one connection; closing the holder hands over within 2 s',
+    async () => {
+      const context = await newContext(browser)
+      contexts.push(context)
+      const pages: Page[] = []
+      for (let i = 0; i < 3; i++) pages.push(await openCalendar(context, calendar.base))
+      await until(async () => (await calendar.stats())?.connections === 1, WAIT_MS)
+      await createdOnBoth(calendar.base, pages)
+      // The page that holds the connection (the one whose client has the connection's id).
+      const holds = await Promise.all(
+        pages.map((page) => page.evaluate(() => window.listenjsHolder?.() === true)),
+      )
+      const holder = holds.indexOf(true)
+      expect(holder).toBeGreaterThanOrEqual(0)
+      const closedAt = Date.now()
+      await pages[holder]!.close()
+      const rest = pages.filter((_, i) => i !== holder)
+      await until(async () => {
+        const flags = await Promise.all(
+          rest.map((page) => page.evaluate(() => window.listenjsHolder?.() === true)),
+        )
+        return flags.includes(true)
+      }, WAIT_MS)
+      expect(Date.now() - closedAt).toBeLessThan(2000)
+      await until(async () => (await calendar.stats())?.connections === 1, WAIT_MS)
+      await createdOnBoth(calendar.base, rest)
     },
     TEST_TIMEOUT_MS,
   )

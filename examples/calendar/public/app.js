@@ -5,9 +5,9 @@
 // Every URL is relative to the page, so the demo also works under a path prefix (a proxy serving it
 // at /calendar/ and stripping that): the script, the writes and the WebSocket endpoint follow the
 // page, while the subscribed path is the app's own.
-import { createClient } from './listenjs/client.js'
 import { httpFallback } from './listenjs/client-http.js'
 import { patches } from './listenjs/client-patches.js'
+import { shareAcrossTabs } from './listenjs/client-tabs.js'
 
 /** What listenjs subscribes to: the app's path for the list. */
 const API = '/api/appointments'
@@ -78,8 +78,11 @@ function toIso(date, time) {
 // ---------------------------------------------------------------------------------------------
 // Live connection
 
-// Changes come as patches when smaller; where WebSockets are blocked, the HTTP stream carries them.
-const client = createClient({ url: 'listen', patches, WebSocket: httpFallback() })
+// The tabs of this browser share one connection; changes come as patches when smaller; where
+// WebSockets are blocked, the HTTP stream carries them.
+const client = shareAcrossTabs({ url: 'listen', patches, WebSocket: httpFallback() })
+// Whether this tab holds the connection the others share (the browser tests read it).
+window.listenjsHolder = () => 'X-Listenjs-Client' in client.headers()
 
 function setStatus(status) {
   statusBadge.dataset.status = status
