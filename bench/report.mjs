@@ -549,7 +549,7 @@ export function renderReport(results, { svgRelative = '' } = {}) {
   const markdown = [
     '# listenjs benchmarks',
     '',
-    "Per-user views, fan-out, latency, memory, many sockets, the polling comparison and the Redis backplane's ceiling, each measured against its baselines (raw `ws`, Socket.IO, the framework's own floor) in one run. Reproduce with `npm run bench` (about 12 minutes on 2 cores; `npm run bench -- --quick` is the CI smoke test, `--only=<ids>` runs some phases). The harness is in [bench/](bench/); where the time goes is in [bench/PROFILE.md](bench/PROFILE.md).",
+    "Per-user views, fan-out, latency, memory, many sockets, the polling comparison, the Redis backplane's ceiling, patches and the HTTP stream, each measured against its baselines (raw `ws`, Socket.IO, the framework's own floor) in one run. Reproduce with `npm run bench` (about 12 minutes on 2 cores; `npm run bench -- --quick` is the CI smoke test, `--only=<ids>` runs some phases). The harness is in [bench/](bench/); where the time goes is in [bench/PROFILE.md](bench/PROFILE.md).",
     '',
     head,
     '',

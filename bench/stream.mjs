@@ -591,7 +591,7 @@ function reading(r) {
       : '**Not every change reached every client**: see delivered / expected.',
   )
   parts.push(
-    `Where the CPU goes, read from the code (src/node/endpoint.ts, src/node/stream.ts), not measured: a WebSocket message is one pre-framed buffer, built once per change and written to each socket as it is; a stream event goes through Node's \`ServerResponse.write\` (three writes per event, \`data: \`, the message and the blank line, which Node's HTTP layer sends as one chunk of chunked encoding) for each response.`,
+    `Where the CPU goes, read from the code (src/node/endpoint.ts, src/node/stream.ts), not measured: a WebSocket message is one pre-framed buffer, built once per change and written to each socket as it is; a stream event is built once per change too (\`data: \`, the message, the blank line), but goes through Node's \`ServerResponse.write\` for each response, which adds the chunked encoding's size line and CRLFs and its own bookkeeping per write.`,
   )
   parts.push(
     `Limits: loopback on one machine (${r.machine.cores} cores), hub and clients each on one core; no TLS, no proxy (a proxy in front of a stream adds its own copy and buffering); one ~${int(r.bodyBytes)}-byte public body, no patches; single-change windows are short, so see the rounds' range next to each median.`,

@@ -69,13 +69,29 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   })
 }
 
-const DATA = Buffer.from('data: ')
-const LINE = Buffer.from('\ndata: ')
-const END = Buffer.from('\n\n')
+/**
+ * Each frame as an event (`data: <frame>` and a blank line; a frame holding line breaks, a
+ * pretty-printed body, takes one `data:` line per line), built once however many streams it goes to.
+ */
+const asEvent = new WeakMap<Buffer, Buffer>()
+function eventOf(frame: Buffer): Buffer {
+  let event = asEvent.get(frame)
+  if (event === undefined) {
+    const parts: Buffer[] = [Buffer.from('data: ')]
+    let start = 0
+    for (let at = frame.indexOf(10); at !== -1; at = frame.indexOf(10, start)) {
+      parts.push(frame.subarray(start, at), Buffer.from('\ndata: '))
+      start = at + 1
+    }
+    parts.push(start === 0 ? frame : frame.subarray(start), Buffer.from('\n\n'))
+    event = Buffer.concat(parts)
+    asEvent.set(frame, event)
+  }
+  return event
+}
 
 /**
- * One open stream, seen by the hub as a socket. A frame becomes one event: `data: <frame>` and a
- * blank line (a frame holding line breaks, a pretty-printed body, takes one `data:` line per line).
+ * One open stream, seen by the hub as a socket: each frame is written as one event (see `eventOf`).
  */
 export class StreamLink implements HubSocket {
   events!: SocketEvents
@@ -91,16 +107,7 @@ export class StreamLink implements HubSocket {
 
   send(frame: Buffer): void {
     if (this.ended) return
-    const { res } = this
-    res.write(DATA)
-    let start = 0
-    for (let at = frame.indexOf(10); at !== -1; at = frame.indexOf(10, start)) {
-      res.write(frame.subarray(start, at))
-      res.write(LINE)
-      start = at + 1
-    }
-    res.write(start === 0 ? frame : frame.subarray(start))
-    if (!res.write(END)) res.once('drain', () => this.events.onDrain())
+    if (!this.res.write(eventOf(frame))) this.res.once('drain', () => this.events.onDrain())
   }
 
   close(code: number, reason: string): void {
