@@ -17,6 +17,7 @@ import {
   WAIT_MS,
   type CalendarControl,
 } from './helpers/browser'
+import { EXAMPLES, startExample } from './helpers/examples'
 import { httpOnlyProxy, type HttpOnlyProxy } from './helpers/http-only-proxy'
 import { freePort, REDIS_URL, redisAvailable, uniquePrefix } from './helpers/redis'
 import { until } from './helpers/wait'
@@ -38,6 +39,20 @@ const shownDay = (page: Page): Promise<string> =>
     if (!day?.dataset.date) throw new Error('the week view has no days')
     return day.dataset.date
   })
+
+/** Creates an appointment through `base` (a plain POST) and waits until every page shows it. */
+async function createdOnBoth(base: string, pages: Page[]): Promise<void> {
+  const title = `Stream ${randomUUID().slice(0, 8)}`
+  const day = await shownDay(pages[0]!)
+  const response = await fetch(`${base}/api/appointments`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ title, start: `${day}T09:00:00.000Z`, end: `${day}T10:00:00.000Z` }),
+  })
+  expect(response.status).toBe(201)
+  for (const page of pages)
+    await page.locator('.appointment', { hasText: title }).waitFor({ timeout: WAIT_MS })
+}
 
 describeWithChromium('the calendar over the HTTP stream in a real browser', () => {
   let calendar: CalendarControl
@@ -69,20 +84,6 @@ describeWithChromium('the calendar over the HTTP stream in a real browser', () =
       pages.push(await openCalendar(context, base))
     }
     return pages as [Page, Page]
-  }
-
-  /** Creates an appointment through `base` (a plain POST) and waits until both pages show it. */
-  async function createdOnBoth(base: string, pages: Page[]): Promise<void> {
-    const title = `Stream ${randomUUID().slice(0, 8)}`
-    const day = await shownDay(pages[0]!)
-    const response = await fetch(`${base}/api/appointments`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ title, start: `${day}T09:00:00.000Z`, end: `${day}T10:00:00.000Z` }),
-    })
-    expect(response.status).toBe(201)
-    for (const page of pages)
-      await page.locator('.appointment', { hasText: title }).waitFor({ timeout: WAIT_MS })
   }
 
   it(
@@ -209,6 +210,36 @@ describeWithBoth('the calendar over the HTTP stream, two processes behind a roun
         const keys = await redis.keys(`${prefix}*`)
         if (keys.length > 0) await redis.del(...keys)
         redis.disconnect()
+      }
+    },
+    TEST_TIMEOUT_MS,
+  )
+})
+
+describeWithChromium.each(EXAMPLES)('the %s example in a real browser, WebSockets refused', (_name, file) => {
+  it(
+    'pages fall back to the HTTP stream and stay live; the tabs of one browser share one connection',
+    async () => {
+      const { child, base } = await startExample(file)
+      const proxy = await httpOnlyProxy([Number(new URL(base).port)])
+      const browser = await launchChromium()
+      try {
+        const context = await newContext(browser)
+        const pages: Page[] = []
+        for (let i = 0; i < 2; i++) pages.push(await openCalendar(context, proxy.url))
+        pages.push(await openCalendar(await newContext(browser), proxy.url))
+        // Two refused upgrades for the context's holder and two for the other context's.
+        expect(proxy.refused).toBeGreaterThanOrEqual(4)
+        const holders = await Promise.all(pages.map((page) => page.evaluate(() => window.listenjsHolder?.())))
+        expect(holders.filter(Boolean)).toHaveLength(2)
+        await createdOnBoth(proxy.url, pages)
+        await createdOnBoth(proxy.url, pages)
+      } finally {
+        await browser.close()
+        await proxy.close()
+        const exited = new Promise((resolve) => child.once('exit', resolve))
+        child.kill('SIGTERM')
+        await exited
       }
     },
     TEST_TIMEOUT_MS,
