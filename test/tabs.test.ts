@@ -186,6 +186,44 @@ describeWithChromium('shareAcrossTabs in a real browser', () => {
   )
 
   it(
+    'hands over within two seconds when the leader page is told it will freeze, and follows again on resume',
+    async () => {
+      const context = await openContext()
+      const pages = [await openPage(context), await openPage(context), await openPage(context)]
+      const n = await currentN()
+      await Promise.all(pages.map((page) => reaches(page, n)))
+      const leaders = await Promise.all(pages.map(isLeader))
+      const leader = pages[leaders.indexOf(true)]!
+      const rest = pages.filter((page) => page !== leader)
+      // The event a browser sends a hidden tab before it freezes it to save power (headless Chromium's
+      // lifecycle emulation does not send it, so the test sends it: it checks what the page does then).
+      const frozenAt = Date.now()
+      await leader.evaluate(() => document.dispatchEvent(new Event('freeze')))
+      const waits = rest.map((page) =>
+        page.waitForFunction(() => 'X-Listenjs-Client' in window.client.headers(), undefined, {
+          timeout: 5000,
+          polling: 20,
+        }),
+      )
+      for (const wait of waits) wait.catch(() => {})
+      await Promise.any(waits)
+      expect(Date.now() - frozenAt).toBeLessThan(2000)
+      await eventually(async () => (await server.stats()).connections === 1)
+      await server.request('POST', '/items')
+      await Promise.all(rest.map((page) => reaches(page, n + 1)))
+      // Back: it follows the new leader, and catches up.
+      await leader.evaluate(() => document.dispatchEvent(new Event('resume')))
+      await reaches(leader, n + 1)
+      expect(await isLeader(leader)).toBe(false)
+      await server.request('POST', '/items')
+      await Promise.all(pages.map((page) => reaches(page, n + 2)))
+      await expectNoDuplicates(pages)
+      expect((await server.stats()).connections).toBe(1)
+    },
+    TEST_TIMEOUT_MS,
+  )
+
+  it(
     'unsubscribes the paths of a follower page once it closes',
     async () => {
       const context = await openContext()

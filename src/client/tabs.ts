@@ -74,8 +74,8 @@ const plain = (error: ListenjsError | undefined): PlainError | undefined =>
  * tab takes the lock at once, asks every tab what it listens to and subscribes afresh: a follower
  * skips a state whose version it already holds and gets a changed one with `kind: 'resync'`, so nothing
  * is delivered twice and nothing is missed. `onResync` is not called for a handover, and a path
- * refused before it stays refused until listened to again. A frozen leader tab keeps its lock, so it
- * stays leader until the browser unloads or discards it.
+ * refused before it stays refused until listened to again. A leader tab that the browser freezes (a
+ * hidden tab) hands over first, and waits its turn again when it resumes.
  *
  * Writes: only the leader tab has a connection id, so {@link Client.headers} returns it in the leader
  * tab and `{}` in followers, and `meta.own` is only ever true in the leader tab.
@@ -270,15 +270,34 @@ export function shareAcrossTabs(options: ClientOptions & { name?: string }): Cli
 
   channel.onmessage = (event: MessageEvent<Message>) => receive(event.data)
 
-  // Held until this tab closes (or calls `close()`): the browser then grants it to another tab at once.
-  void locks.request(lock, () => {
+  own.onStatus(() => leader && tell(own))
+  own.onResync((info) => leader && post({ type: 'resync', ...info }))
+  // Held until this tab closes, calls `close()` or is frozen: the browser then grants it to another
+  // tab at once.
+  const elect = (): void =>
+    void locks.request(lock, () => {
+      if (closed) return
+      leader = own
+      // The new leader knows no path yet: every tab, this one too, announces its paths again.
+      post({ type: 'who' })
+      return new Promise<void>((resolve) => (resign = resolve))
+    })
+  elect()
+  // A tab the browser freezes (a hidden tab, to save power) runs nothing more: as leader it would
+  // starve the others. It hands over first, and when it resumes waits its turn again, announcing its
+  // paths to whoever leads.
+  const page = globalThis.document
+  page?.addEventListener('freeze', () => {
+    if (!leader) return
+    leader = undefined
+    served.clear()
+    own.close()
+    resign()
+  })
+  page?.addEventListener('resume', () => {
     if (closed) return
-    leader = own
-    own.onStatus(() => tell(own))
-    own.onResync((info) => post({ type: 'resync', ...info }))
-    // The new leader knows no path yet: every tab, this one too, announces its paths again.
-    post({ type: 'who' })
-    return new Promise<void>((resolve) => (resign = resolve))
+    elect()
+    for (const [path, entry] of entries) if (!entry.refused) announce(path, entry)
   })
 
   return {
