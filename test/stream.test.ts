@@ -313,6 +313,9 @@ describe.each(FRAMEWORKS)('the listenjs client over the HTTP stream, %s', (frame
     await proxy.close()
     await app.close()
   })
+  // The client warns once when WebSockets cannot open: expected here.
+  beforeEach(() => jest.spyOn(console, 'warn').mockImplementation(() => {}))
+  afterEach(() => jest.restoreAllMocks())
   const client = (options: Parameters<typeof createClient>[0]): Client => {
     const c = createClient({
       url: `${proxy.url}/listen`,
@@ -342,6 +345,24 @@ describe.each(FRAMEWORKS)('the listenjs client over the HTTP stream, %s', (frame
       { id: '1', title: 'first' },
       { id: '2', title: 'second' },
     ])
+  })
+
+  it('goes back to WebSockets once they open again, recovering from the versions held', async () => {
+    // WebSockets fail twice (a dead port), then work: the stream in between, retired after 200 ms.
+    let made = 0
+    const Flaky = function (url: string, protocols: string | string[]) {
+      const target = made++ < 2 ? 'ws://127.0.0.1:1/listen' : `ws://127.0.0.1:${app.port}/listen`
+      return new WebSocket(target === url ? url : target, protocols)
+    } as unknown as WebSocketConstructor
+    const live = client({ WebSocket: httpFallback(Flaky, { retryWebSocketMs: 200 }) })
+    const seen: unknown[] = []
+    await live.listen('/items', (value) => seen.push(value)).ready
+    expect(made).toBe(2)
+    // The stream retires: a WebSocket again, and the state held is confirmed, not delivered twice.
+    await until(() => made === 3 && live.status() === 'open' && live.recovered(), 5000)
+    expect(seen).toHaveLength(1)
+    await post('over a socket')
+    await until(() => seen.length === 2)
   })
 
   it('listening to one more path opens a new stream with the versions held: nothing is delivered twice', async () => {
