@@ -13,6 +13,7 @@ export default defineConfig({
     react: 'src/react/index.ts',
     tanstack: 'src/tanstack/index.ts',
     redis: 'src/redis/index.ts',
+    testing: 'src/testing/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

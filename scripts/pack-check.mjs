@@ -87,7 +87,7 @@ fn(client.createClient, 'createClient'); fn(client.listen, 'listen'); fn(client.
 fn(react.useListen, 'useListen'); fn(react.ListenProvider, 'ListenProvider')
 fn(tanstack.liveQueries, 'liveQueries'); fn(tanstack.pathOfKey, 'pathOfKey')
 fn(patches.patches, 'patches'); fn(patches.applyPatch, 'applyPatch'); fn(patches.checksum, 'checksum')
-fn(http.HttpSocket, 'HttpSocket'); fn(http.httpFallback, 'httpFallback'); fn(tabs.shareAcrossTabs, 'shareAcrossTabs')`
+fn(http.HttpSocket, 'HttpSocket'); fn(http.httpFallback, 'httpFallback'); fn(tabs.shareAcrossTabs, 'shareAcrossTabs'); fn(testing.connect, 'testing connect')`
 const load = (esm) =>
   [
     'root',
@@ -100,6 +100,7 @@ const load = (esm) =>
     'patches',
     'http',
     'tabs',
+    'testing',
     'assert',
   ].map((name) => {
     const from =

@@ -52,6 +52,8 @@ declare const app: import('fastify').FastifyInstance
 declare const listenjs: typeof import('listenjs/fastify').default
 declare const listen: typeof import('listenjs/client').listen
 declare const client: import('listenjs/client').Client
+declare const expressApp: import('express').Express
+declare const liveMiddleware: import('listenjs/express').ExpressListenjs
 `
 
 const code = snippets().filter((s) => ['ts', 'tsx', 'js'].includes(s.lang))
