@@ -14,6 +14,7 @@ export default defineConfig({
     tanstack: 'src/tanstack/index.ts',
     redis: 'src/redis/index.ts',
     testing: 'src/testing/index.ts',
+    cli: 'src/cli/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

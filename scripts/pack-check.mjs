@@ -114,6 +114,10 @@ const load = (esm) =>
     return esm ? `import * as ${name} from '${from}'` : `const ${name} = require('${from}')`
   })
 step('cjs require', 'node', ['-e', [...load(false), EXPORTS].join('\n')])
+// The command line: `npx listenjs` from the installed package.
+step('npx listenjs --help', 'npx', ['--no-install', 'listenjs', '--help'], {
+  verify: (output) => (output.includes('listenjs tail <url> <path') ? undefined : 'no usage printed'),
+})
 step('esm import', 'node', ['--input-type=module', '-e', [...load(true), EXPORTS].join('\n')])
 
 // 3b. A live round trip per framework: the snapshot of GET /items, a POST /items, then the pushed state.
