@@ -15,6 +15,7 @@ export default defineConfig({
     redis: 'src/redis/index.ts',
     testing: 'src/testing/index.ts',
     cli: 'src/cli/index.ts',
+    otel: 'src/otel/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,
@@ -23,5 +24,14 @@ export default defineConfig({
   splitting: true,
   target: 'es2022',
   platform: 'node',
-  external: ['fastify', 'express', 'koa', '@koa/router', 'ioredis', 'react', '@tanstack/query-core'],
+  external: [
+    'fastify',
+    'express',
+    'koa',
+    '@koa/router',
+    'ioredis',
+    'react',
+    '@tanstack/query-core',
+    '@opentelemetry/api',
+  ],
 })

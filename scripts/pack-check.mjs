@@ -69,6 +69,7 @@ step('npm install', 'npm', [
   ...['fastify@5', 'express@5', 'koa@3', '@koa/router@15', 'ws', 'typescript@~5.9', 'react@19'],
   '@tanstack/query-core@5',
   'ioredis@5',
+  '@opentelemetry/api@1',
   ...['@types/node@22', '@types/express@5', '@types/koa', '@types/ws', '@types/react@19'],
 ])
 
@@ -87,7 +88,7 @@ fn(client.createClient, 'createClient'); fn(client.listen, 'listen'); fn(client.
 fn(react.useListen, 'useListen'); fn(react.ListenProvider, 'ListenProvider')
 fn(tanstack.liveQueries, 'liveQueries'); fn(tanstack.pathOfKey, 'pathOfKey')
 fn(patches.patches, 'patches'); fn(patches.applyPatch, 'applyPatch'); fn(patches.checksum, 'checksum')
-fn(http.HttpSocket, 'HttpSocket'); fn(http.httpFallback, 'httpFallback'); fn(tabs.shareAcrossTabs, 'shareAcrossTabs'); fn(testing.connect, 'testing connect')`
+fn(http.HttpSocket, 'HttpSocket'); fn(http.httpFallback, 'httpFallback'); fn(tabs.shareAcrossTabs, 'shareAcrossTabs'); fn(testing.connect, 'testing connect'); fn(otel.instrument, 'instrument')`
 const load = (esm) =>
   [
     'root',
@@ -101,6 +102,7 @@ const load = (esm) =>
     'http',
     'tabs',
     'testing',
+    'otel',
     'assert',
   ].map((name) => {
     const from =
