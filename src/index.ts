@@ -11,6 +11,8 @@ export type {
   HubEvents,
   HubStats,
   PushEvent,
+  ReplayEvent,
+  ReplayOutcome,
   RouteMatch,
   RouteOptions,
   SubscriptionEvent,

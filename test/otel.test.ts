@@ -57,6 +57,14 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
     expect(points.get('listenjs.replays')?.[0]?.[0]).toBeGreaterThanOrEqual(2)
     expect(points.get('listenjs.pushes')).toEqual([[1, {}]])
     expect(points.get('listenjs.push.recipients')?.[0]?.[0]).toMatchObject({ count: 1, sum: 1 })
+    // One snapshot and one push, each with its outcome; nothing keyed by the path.
+    const replays = points.get('listenjs.replay.duration') ?? []
+    expect(replays.map(([value, attributes]) => [(value as { count: number }).count, attributes])).toEqual(
+      expect.arrayContaining([
+        [1, { 'listenjs.replay.kind': 'snapshot', 'listenjs.replay.outcome': 'changed' }],
+        [1, { 'listenjs.replay.kind': 'push', 'listenjs.replay.outcome': 'changed' }],
+      ]),
+    )
     await client.close()
     await new Promise<void>((resolve) => {
       const check = (): void => (app.hub.stats().connections === 0 ? resolve() : void setImmediate(check))

@@ -43,9 +43,14 @@ export class FanOut {
 
   /**
    * Sends `delivery` to the members of `groups` (see the module comment), as a patch to those that
-   * can take it; emits `push`. Returns whether a member takes patches (the state is worth keeping).
+   * can take it; emits `push`. Returns how many got it, and whether a member takes patches (the
+   * state is worth keeping).
    */
-  send(resource: Resource, groups: Iterable<Group>, delivery: Delivery): boolean {
+  send(
+    resource: Resource,
+    groups: Iterable<Group>,
+    delivery: Delivery,
+  ): { recipients: number; patches: boolean } {
     const { frame, seq, hold, origin, patch } = delivery
     let { version } = delivery
     const { path } = resource
@@ -82,6 +87,6 @@ export class FanOut {
       }
     }
     if (recipients > 0) this.kernel.emit('push', { path, version, recipients, patched })
-    return patches
+    return { recipients, patches }
   }
 }

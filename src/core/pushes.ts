@@ -12,6 +12,7 @@ import type { Outbox } from './outbox'
 import type { ErrorCode } from './protocol'
 import type { Group, Subscription } from './registry'
 import type { ReplayResult } from './replay'
+import type { ReplayOutcome } from './types'
 import { groupFor, groupKey, verdict } from './sharing'
 
 /** The version a subscriber holds after `gone`. */
@@ -62,10 +63,18 @@ export class Pushes {
     // Public groups use their own request (no member's); the others a member's current one, which
     // is the group's: a socket whose credentials change leaves its groups at once.
     const context = group.context ?? first.value.connection.context
+    const started = performance.now()
     const result = await this.kernel.replay(context, group.resource.target)
     group.state = 'idle'
     if (this.kernel.closing || group.members.size === 0) return
-    this.deliver(group, result, seq, origin, owner)
+    const outcome = this.deliver(group, result, seq, origin, owner)
+    this.kernel.emit('replay', {
+      path: group.resource.path,
+      kind: 'push',
+      outcome,
+      status: result.status,
+      durationMs: performance.now() - started,
+    })
     if (group.dirty) this.schedule(group, null)
   }
 
@@ -76,19 +85,25 @@ export class Pushes {
     seq: number,
     origin: string | null,
     owner: object,
-  ): void {
+  ): ReplayOutcome {
     const { resource } = group
     const { path } = resource
     const { status } = result
-    if (status >= 500 || status === 429 || status === 408) return this.retryLater(group, result, origin)
+    if (status >= 500 || status === 429 || status === 408) {
+      this.retryLater(group, result, origin)
+      return 'retried'
+    }
     group.attempts = 0
-    if (verdict(group.kind, result) === 'split') return this.split(group, origin)
+    if (verdict(group.kind, result) === 'split') {
+      this.split(group, origin)
+      return 'split'
+    }
     const hold = this.kernel.moreFramesComing(true, owner)
     if (status >= 200 && status <= 299) {
       this.kernel.registry.aliasAll(resource, result.aliases)
       const { version, body, contentType } = result
       const { states } = this.kernel
-      const patches = this.fanout.send(resource, [group], {
+      const { recipients, patches } = this.fanout.send(resource, [group], {
         frame: dataFrame(path, version, body, contentType, false),
         version,
         seq,
@@ -101,13 +116,13 @@ export class Pushes {
       })
       states.keep(group, version, body, contentType, seq, patches)
       if (group.kind === 'own') this.regroup(group, result)
-      return
+      return recipients > 0 ? 'changed' : 'unchanged'
     }
     this.kernel.states.release(group)
     if (status === 404 || status === 410) {
       // After `gone`, the same body as before the deletion is news again: its version is 'gone'.
       this.fanout.send(resource, [group], { frame: goneFrame(path, status), version: GONE, seq, hold })
-      return
+      return 'gone'
     }
     // 401/403 and any other answer that will not become state: those subscribers are told and dropped.
     const [code, message] = refusal(status, false)
@@ -117,6 +132,7 @@ export class Pushes {
       this.outbox.send(subscription.connection, path, frame)
       this.end(subscription)
     }
+    return code === 'unauthorized' ? 'refused' : 'failed'
   }
 
   /** 5xx, 429, 408 or no answer: the subscription stays, and the replay is retried with backoff. */

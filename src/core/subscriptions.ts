@@ -15,6 +15,7 @@ import type { ErrorCode } from './protocol'
 import { GONE, refusal, type Pushes } from './pushes'
 import type { Connection, Resource, SnapshotFlight, Subscription } from './registry'
 import type { UpgradeRequest } from './replay'
+import type { ReplayOutcome } from './types'
 import { belowPrefix } from './proxy'
 import { groupFor, groupKey, ownKeyOf } from './sharing'
 
@@ -193,7 +194,9 @@ export class Subscriptions {
       return
     }
     const seq = kernel.nextSeq()
+    const started = performance.now()
     const result = await kernel.replay(flight.context, resource.target)
+    const durationMs = performance.now() - started
     if (resource.flights.get(flight.key) === flight) resource.flights.delete(flight.key)
     if (kernel.closing) return
     const { status } = result
@@ -203,6 +206,8 @@ export class Subscriptions {
     const version = ok ? registry.version(resource, result.version) : result.version
     let frame: Buffer | undefined
     let gone: Buffer | undefined
+    // What became of it, for the `replay` event: the answer's, once a subscriber took it.
+    let outcome: ReplayOutcome | undefined
     const hold = kernel.moreFramesComing(true)
     for (const subscription of flight.subscribers) {
       if (!resource.pending.delete(subscription)) continue
@@ -212,6 +217,7 @@ export class Subscriptions {
         registry.remove(subscription)
         const [code, message] = refusal(status, true)
         this.refuse(connection, code, message, path, status)
+        outcome ??= code === 'failed' ? 'failed' : 'refused'
         continue
       }
       // An absence an `identify` group may not share puts it in its own group, as after a split; it
@@ -223,6 +229,7 @@ export class Subscriptions {
         // Waiting for the resource: it holds `gone`, so whatever state comes next is news.
         subscription.version = GONE
         this.outbox.send(connection, path, (gone ??= goneFrame(path, status)), hold)
+        outcome = 'gone'
       } else {
         // What the next change is a patch from, for the members that take patches (a group that
         // keeps a state has some).
@@ -232,10 +239,12 @@ export class Subscriptions {
           // A resubscription holding the current state: confirm it, send nothing again.
           subscription.version = version
           this.outbox.send(connection, path, subscribedFrame(path, version), hold)
+          outcome ??= 'unchanged'
         } else {
           subscription.version = version
           frame ??= dataFrame(path, version, result.body, result.contentType, true)
           this.outbox.send(connection, path, frame, hold)
+          outcome = 'changed'
         }
       }
       kernel.emit('subscribe', { id: connection.id, path })
@@ -243,5 +252,7 @@ export class Subscriptions {
       if (flight.stale) this.pushes.schedule(group, null)
     }
     registry.dropIfEmpty(resource)
+    if (outcome !== undefined)
+      kernel.emit('replay', { path: resource.path, kind: 'snapshot', outcome, status, durationMs })
   }
 }

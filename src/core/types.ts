@@ -84,6 +84,25 @@ export interface PushEvent {
   /** How many of them got it as a patch (`listenjs.v1.1`). */
   readonly patched: number
 }
+/**
+ * What became of a replay: `changed` (a new state was sent), `unchanged` (every subscriber held it),
+ * `gone` (404 or 410, subscribers kept), `refused` (401, 403, or a missing resource nobody waits
+ * for: subscriptions ended), `failed` (another answer: subscriptions ended), `retried` (5xx, 408,
+ * 429 or no answer on a push: tried again later), `split` (a shared answer that was not everyone's:
+ * each member is replayed with its own request).
+ */
+export type ReplayOutcome = 'changed' | 'unchanged' | 'gone' | 'refused' | 'failed' | 'retried' | 'split'
+
+/** Payload of the `replay` event: one replay of `path`, for a subscription's snapshot or a push. */
+export interface ReplayEvent {
+  readonly path: string
+  readonly kind: 'snapshot' | 'push'
+  readonly outcome: ReplayOutcome
+  /** The status the route answered (a replay that timed out or was too large counts as 504 or 502). */
+  readonly status: number
+  /** From the dispatch of the GET to its answer. */
+  readonly durationMs: number
+}
 /** Payload of the `disconnect` event. */
 export interface DisconnectEvent {
   readonly id: string
@@ -96,5 +115,6 @@ export interface HubEvents {
   subscribe: [SubscriptionEvent]
   unsubscribe: [SubscriptionEvent]
   push: [PushEvent]
+  replay: [ReplayEvent]
   disconnect: [DisconnectEvent]
 }

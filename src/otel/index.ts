@@ -6,7 +6,7 @@
  */
 import { metrics, ValueType, type Attributes, type Meter } from '@opentelemetry/api'
 import type { Hub } from '../core/hub'
-import type { DisconnectEvent, PushEvent } from '../core/types'
+import type { DisconnectEvent, PushEvent, ReplayEvent } from '../core/types'
 
 /** Options of {@link instrument}. */
 export interface InstrumentOptions {
@@ -25,7 +25,9 @@ export interface InstrumentOptions {
  *   `listenjs.patches.declined`;
  * - from the hub's events: `listenjs.pushes` (one per state sent to a path's subscribers),
  *   `listenjs.push.recipients` (a histogram), `listenjs.pushes.patched` (recipients that got a
- *   patch) and `listenjs.closes` (with the attribute `listenjs.close_code`).
+ *   patch), `listenjs.closes` (with the attribute `listenjs.close_code`) and the histogram
+ *   `listenjs.replay.duration` (ms, with `listenjs.replay.kind`, `snapshot` or `push`, and
+ *   `listenjs.replay.outcome`: its count is the number of replays of each outcome).
  * Returns the function that removes every instrument's callback and listener.
  */
 export function instrument(hub: Hub, options: InstrumentOptions = {}): () => void {
@@ -98,11 +100,22 @@ export function instrument(hub: Hub, options: InstrumentOptions = {}): () => voi
     if (event.patched > 0) patched.add(event.patched)
   }
   const onDisconnect = (event: DisconnectEvent): void => closes.add(1, { 'listenjs.close_code': event.code })
+  const durations = meter.createHistogram('listenjs.replay.duration', {
+    description: 'Replays, by kind and outcome: from the dispatch of the GET to its answer',
+    unit: 'ms',
+  })
+  const onReplay = (event: ReplayEvent): void =>
+    durations.record(event.durationMs, {
+      'listenjs.replay.kind': event.kind,
+      'listenjs.replay.outcome': event.outcome,
+    })
   hub.on('push', onPush)
   hub.on('disconnect', onDisconnect)
+  hub.on('replay', onReplay)
   return () => {
     meter.removeBatchObservableCallback(observe, observables)
     hub.off('push', onPush)
     hub.off('disconnect', onDisconnect)
+    hub.off('replay', onReplay)
   }
 }
