@@ -13,6 +13,7 @@
  * - 3: the client gave up (the connection closed for good, e.g. after `--retries` failed attempts).
  */
 import { parseArgs } from 'node:util'
+import { endpointUrl } from '../node/ws-client'
 import { ExitCode, tail, type TailOptions } from './tail'
 
 const USAGE = `Usage: listenjs tail <url> <path…> [options]
@@ -64,17 +65,13 @@ const OPTIONS = {
  * @throws UsageError for anything but an absolute ws(s)/http(s) URL
  */
 function endpointOf(argument: string): string {
-  let url: URL
   try {
-    url = new URL(argument)
-  } catch {
-    throw new UsageError(`not a URL: ${argument}`)
+    return endpointUrl(argument)
+  } catch (error) {
+    throw new UsageError(
+      error instanceof TypeError && /ws\(s\)/.test(error.message) ? error.message : `not a URL: ${argument}`,
+    )
   }
-  if (!/^(?:ws|http)s?:$/.test(url.protocol))
-    throw new UsageError(`the url must be ws(s):// or http(s)://, not ${url.protocol}`)
-  url.protocol = url.protocol.replace('http', 'ws')
-  if (url.pathname === '/') url.pathname = '/listen'
-  return url.href
 }
 
 /** A whole number >= `min` from option `name`. */

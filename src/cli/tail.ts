@@ -3,9 +3,9 @@
  * pretty JSON, as a line diff against the path's previous state, or as one JSON line per state.
  * Connection statuses and refusals go to stderr; stdout carries the states only.
  */
-import WebSocket from 'ws'
 import { createClient } from '../client'
-import type { ListenjsError, Meta, WebSocketConstructor } from '../client'
+import type { ListenjsError, Meta } from '../client'
+import { wsWithHeaders } from '../node/ws-client'
 
 /** The exit codes of the `listenjs` command (documented in `--help`). */
 export const ExitCode = {
@@ -61,7 +61,7 @@ export function tail(options: TailOptions, output: TailOutput = processOutput): 
   return new Promise((resolve) => {
     const client = createClient({
       url: options.endpoint,
-      WebSocket: withHeaders(options.headers),
+      WebSocket: wsWithHeaders(options.headers),
       auth: options.token,
       reconnect: { retries: options.retries ?? Infinity },
     })
@@ -119,16 +119,6 @@ export function tail(options: TailOptions, output: TailOutput = processOutput): 
       )
     }
   })
-}
-
-/** A `ws` class that sends `headers` on its upgrade (what browsers do with cookies). */
-function withHeaders(headers: Readonly<Record<string, string>>): WebSocketConstructor {
-  if (Object.keys(headers).length === 0) return WebSocket
-  return class extends WebSocket {
-    constructor(url: string, protocols: string | string[]) {
-      super(url, protocols, { headers: { ...headers } })
-    }
-  }
 }
 
 /** The text of one state in `options.format`; records its pretty JSON in `previous`. */

@@ -18,7 +18,7 @@ import { Heartbeat } from './heartbeat'
 import { Kernel } from './kernel'
 import { POLICY, resolveOptions, type HubOptions, type ResolvedOptions } from './options'
 import { Outbox } from './outbox'
-import { checkPath } from './paths'
+import { checkPath, pathnameOf } from './paths'
 import { CloseCode } from './protocol'
 import { Pushes } from './pushes'
 import { dispatcherFor, type UpgradeRequest } from './replay'
@@ -115,9 +115,7 @@ export class Hub {
   isStream(req: IncomingMessage): boolean {
     if (req.method !== 'POST' && req.method !== 'OPTIONS') return false
     if (this.transport?.handleRequest === undefined) return false
-    const url = req.url ?? ''
-    const q = url.indexOf('?')
-    return (q === -1 ? url : url.slice(0, q)) === this.options.path
+    return pathnameOf(req.url ?? '') === this.options.path
   }
 
   /**

@@ -3,12 +3,13 @@ import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { ResolvedOptions } from '../core/options'
+import { pathnameOf } from '../core/paths'
 import { clientAddress } from '../core/proxy'
 import { CloseCode, SUBPROTOCOL, SUBPROTOCOL_PATCHES } from '../core/protocol'
 import type { HubSocket, Opened, SocketEvents, Transport } from '../core/socket'
 import { rawSocketOf, textFrame } from './ws-internals'
 import { originAllowed } from './origin'
-import { streamServer } from './stream'
+import { selectProtocol, streamServer } from './stream'
 
 const TEXT = { binary: false } as const
 /** `WebSocket.OPEN`. */
@@ -45,10 +46,7 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
     // Pings are answered by the hub after its rate limit, so a ping flood gets 4429, not a silent cut.
     autoPong: false,
     // Version 1.1 (patches) when the client offers it and the hub sends patches; else version 1.
-    handleProtocols: (protocols) =>
-      options.patches !== false && protocols.has(SUBPROTOCOL_PATCHES)
-        ? SUBPROTOCOL_PATCHES
-        : protocols.has(SUBPROTOCOL) && SUBPROTOCOL,
+    handleProtocols: (protocols) => selectProtocol(protocols, options.patches !== false) ?? false,
   })
   const perAddress = new Map<string, number>()
   const links = new WeakMap<object, Link>()
@@ -202,9 +200,7 @@ export function wsTransport(options: ResolvedOptions, opened: Opened): Transport
 
   return {
     handleUpgrade(req, socket, head, server) {
-      const url = req.url ?? ''
-      const q = url.indexOf('?')
-      if ((q === -1 ? url : url.slice(0, q)) !== options.path) {
+      if (pathnameOf(req.url ?? '') !== options.path) {
         // Someone else may serve this path; when nobody listens but us, answer instead of hanging.
         if (server.listenerCount('upgrade') <= 1) refuse(socket, 404)
         return

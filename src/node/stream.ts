@@ -46,10 +46,16 @@ export function streamRequestOf(body: unknown): StreamRequest | string {
   return { protocols, messages }
 }
 
-/** The subprotocol a stream speaks, chosen as an upgrade's is; undefined when none is offered. */
-export function streamProtocol(offered: readonly string[], patches: boolean): string | undefined {
-  if (patches && offered.includes(SUBPROTOCOL_PATCHES)) return SUBPROTOCOL_PATCHES
-  return offered.includes(SUBPROTOCOL) ? SUBPROTOCOL : undefined
+/**
+ * The subprotocol a socket or a stream speaks, among those `offered`: version 1.1 (patches) when
+ * offered and the hub sends patches, else version 1; undefined when neither is offered.
+ */
+export function selectProtocol(
+  offered: { has(protocol: string): boolean },
+  patches: boolean,
+): string | undefined {
+  if (patches && offered.has(SUBPROTOCOL_PATCHES)) return SUBPROTOCOL_PATCHES
+  return offered.has(SUBPROTOCOL) ? SUBPROTOCOL : undefined
 }
 
 /** Reads a request body of at most `limit` bytes; rejects past it. */
@@ -195,7 +201,7 @@ export function streamServer(
         if (res.destroyed) return
         const request = streamRequestOf(value)
         if (typeof request === 'string') return fail(400, request)
-        const protocol = streamProtocol(request.protocols, options.patches !== false)
+        const protocol = selectProtocol(new Set(request.protocols), options.patches !== false)
         if (protocol === undefined) return fail(400, `${SUBPROTOCOL} required`)
         res.writeHead(200, {
           ...corsHeaders(req),

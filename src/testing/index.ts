@@ -7,8 +7,8 @@
  */
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import WebSocket from 'ws'
-import { createClient, type Client, type Meta, type WebSocketConstructor } from '../client/index'
+import { createClient, type Client, type Meta } from '../client/index'
+import { endpointUrl, wsWithHeaders } from '../node/ws-client'
 
 /** A Fastify instance with the listenjs plugin registered (only what `connect` uses of it). */
 export interface FastifyLike {
@@ -61,11 +61,7 @@ export interface LiveTest {
 
 /** The endpoint URL of `target`; makes a Fastify instance listen on a free loopback port first. */
 async function endpointOf(target: Target, path: string): Promise<string> {
-  if (typeof target === 'string') {
-    const url = new URL(target.replace(/^http/i, 'ws'))
-    if (url.pathname === '/') url.pathname = path
-    return url.href
-  }
+  if (typeof target === 'string') return endpointUrl(target, path)
   const server = 'server' in target ? target.server : target
   if (!server.listening && 'listen' in target && typeof target.listen === 'function')
     await (target as FastifyLike).listen({ port: 0, host: '127.0.0.1' })
@@ -82,13 +78,9 @@ async function endpointOf(target: Target, path: string): Promise<string> {
  */
 export async function connect(target: Target, options: ConnectOptions = {}): Promise<LiveTest> {
   const url = await endpointOf(target, options.path ?? '/listen')
-  const { headers } = options
-  const Socket = function (address: string, protocols: string | string[]) {
-    return new WebSocket(address, protocols, { headers })
-  } as unknown as WebSocketConstructor
   const client: Client = createClient({
     url,
-    WebSocket: Socket,
+    WebSocket: wsWithHeaders(options.headers),
     auth: options.token,
     reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
   })
