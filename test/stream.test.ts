@@ -7,10 +7,12 @@ import http from 'node:http'
 import WebSocket from 'ws'
 import { createClient, type Client, type WebSocketConstructor } from '../src/client'
 import { HttpSocket, httpFallback } from '../src/client/http'
+import type { Hub } from '../src'
 import { redisBackplane } from '../src/redis'
 import { FRAMEWORKS, startFixture, type Fixture } from './helpers/apps'
 import { fakeHub } from './helpers/fake'
 import { httpOnlyProxy, type HttpOnlyProxy } from './helpers/http-only-proxy'
+import { closeAll, json, plain } from './helpers/plain'
 import { describeWithRedis, REDIS_URL, uniquePrefix } from './helpers/redis'
 import { until } from './helpers/wait'
 
@@ -172,6 +174,11 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
     expect((await open('not json')).status).toBeGreaterThanOrEqual(400)
     expect((await open({ messages: 'x' })).status).toBe(400)
     expect((await open({ protocols: ['listenjs.v9'], messages: [] })).status).toBe(400)
+    // A message past limits.messageBytes closes the stream with 1009, as it would a socket, whoever
+    // read the body (here the framework's body parser may have).
+    const big = await open({ messages: [{ type: 'pong', pad: 'x'.repeat(20 * 1024) }] })
+    expect((await big.next()).data).toMatchObject({ type: 'welcome' })
+    expect(await big.next()).toMatchObject({ event: 'close', data: { code: 1009 } })
     expect(app.hub.stats().connections).toBe(0)
   })
 
@@ -213,6 +220,15 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
       'access-control-expose-headers': 'x-listenjs-protocol',
     })
     expect((await stream.next()).data).toMatchObject({ type: 'welcome' })
+  })
+
+  it('a body of more messages than the rate allows closes the stream with 4429, as it would a socket', async () => {
+    await app.close()
+    app = await startFixture(framework, { hub: { limits: { messageBurst: 5, messagesPerSecond: 1 } } })
+    const stream = await open({ messages: Array.from({ length: 20 }, () => ({ type: 'pong' })) })
+    expect((await stream.next()).data).toMatchObject({ type: 'welcome' })
+    expect(await stream.next()).toMatchObject({ event: 'close', data: { code: 4429 } })
+    expect(app.hub.stats().connections).toBe(0)
   })
 
   it('a bad message in the body closes the stream with 4400, as it would a socket', async () => {
@@ -277,6 +293,24 @@ describeWithRedis('the HTTP stream across processes', () => {
       await a.close()
       await b.close()
     }
+  })
+})
+
+describe('the body bound, where the hub reads the body itself', () => {
+  it('answers 413 past 256 KiB', async () => {
+    const ref: { hub?: Hub } = {}
+    const server = await plain((req, res) => {
+      if (ref.hub?.isStream(req)) ref.hub.stream(req, res)
+      else json(res, 404, {})
+    })
+    ref.hub = server.hub
+    const answer = await Stream.open(`${server.url}/listen`, {
+      messages: [{ type: 'pong', pad: 'x'.repeat(300 * 1024) }],
+    }).catch(() => undefined)
+    // The hub stops reading and answers 413; a client still sending may see the connection reset.
+    expect(answer === undefined ? 'reset' : String(answer.status)).toMatch(/^(413|reset)$/)
+    expect(server.hub.stats().connections).toBe(0)
+    await closeAll()
   })
 })
 

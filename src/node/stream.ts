@@ -8,7 +8,7 @@
  */
 import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http'
 import type { ResolvedOptions } from '../core/options'
-import { SUBPROTOCOL, SUBPROTOCOL_PATCHES } from '../core/protocol'
+import { CloseCode, SUBPROTOCOL, SUBPROTOCOL_PATCHES } from '../core/protocol'
 import { clientAddress } from '../core/proxy'
 import type { HubSocket, Opened, SocketEvents } from '../core/socket'
 import { originAllowed } from './origin'
@@ -218,10 +218,16 @@ export function streamServer(
           link.events.onClose(link.code)
         })
         link.events = opened(link, req)
-        // The messages of the body, handled as a socket's first messages, in order.
+        // The messages of the body, handled as a socket's first messages, in order, each bounded as
+        // a socket's is (a framework's body parser may have read a larger body than ours would).
         for (const message of request.messages) {
           if (res.writableEnded) break
-          link.events.onMessage(Buffer.from(JSON.stringify(message)), false)
+          const data = Buffer.from(JSON.stringify(message) ?? 'null')
+          if (data.length > options.limits.messageBytes) {
+            link.close(CloseCode.MessageTooBig, 'message too big')
+            break
+          }
+          link.events.onMessage(data, false)
         }
       },
       () => fail(413),
