@@ -38,6 +38,7 @@ export type { ClientMessage, ErrorCode, ServerMessage } from './core/protocol'
 export { memoryBackplane } from './core/backplane'
 export type {
   Backplane,
+  BackplaneCounters,
   BackplaneMessage,
   BackplaneStatus,
   ChangeMessage,
@@ -46,4 +47,5 @@ export type {
   ResyncMessage,
 } from './core/backplane'
 export { isReplayRequest as isReplay } from './core/replay'
+export type { ChangeCause, PushReport, ReplayTrace, Telemetry } from './core/telemetry'
 export type { UpgradeRequest } from './core/replay'

@@ -163,6 +163,32 @@ describe('parseWireMessage bounds', () => {
     JSON.stringify({ v: 1, from: 'x', kind: 'change', paths })
   const pathsOf = (n: number): string[] => Array.from({ length: n }, (_, i) => `/p/${i}`)
 
+  it('keeps a change’s time and trace context when well formed, and refuses the message otherwise', () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+    const with_ = (fields: Record<string, unknown>): string =>
+      JSON.stringify({ v: 1, from: 'x', kind: 'change', paths: ['/a'], ...fields })
+    expect(parseWireMessage(with_({ at: 1764527200123.456, trace: traceparent }))).toEqual({
+      v: 1,
+      from: 'x',
+      kind: 'change',
+      paths: ['/a'],
+      at: 1764527200123.456,
+      trace: traceparent,
+    })
+    expect(parseWireMessage(with_({}))).not.toHaveProperty('at')
+    for (const bad of [
+      { at: '1764527200123' },
+      { at: null },
+      { at: [1] },
+      { trace: 42 },
+      { trace: traceparent.toUpperCase() },
+      { trace: `ff${traceparent.slice(2)}` },
+      { trace: `${traceparent}-extra` },
+      { trace: 'x'.repeat(10_000) },
+    ])
+      expect(parseWireMessage(with_(bad))).toBeUndefined()
+  })
+
   it(`accepts ${MAX_CHANGE_PATHS} paths in a change and refuses ${MAX_CHANGE_PATHS + 1}`, () => {
     expect(parseWireMessage(change(pathsOf(MAX_CHANGE_PATHS)))).toMatchObject({ kind: 'change' })
     expect(parseWireMessage(change(pathsOf(MAX_CHANGE_PATHS + 1)))).toBeUndefined()

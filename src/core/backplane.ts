@@ -13,6 +13,10 @@ export interface ChangeMessage {
   readonly kind: 'change'
   readonly paths: readonly string[]
   readonly origin?: { readonly id: string; readonly credentials: string }
+  /** When it was published (ms since the epoch): the start of the write-to-push latency. */
+  readonly at?: number
+  /** The W3C `traceparent` of the change's span, when a tracer is set (see `hub.setTelemetry`). */
+  readonly trace?: string
 }
 
 /** An explicit payload for exactly one path and query (`notify(path, payload)`). */
@@ -57,6 +61,20 @@ export interface Backplane {
   close?(): Promise<void>
   /** Its state, shown in `hub.stats().backplane`. @default 'memory' when absent */
   status?(): BackplaneStatus
+  /** Its message counters, shown in `hub.stats().backplaneMessages`, when it keeps them. */
+  stats?(): BackplaneCounters
+}
+
+/**
+ * A backplane's message counters since it started: published; dropped (not sent: unreachable, or
+ * over a bound); received; malformed (dropped on arrival: invalid, or over a bound); and outages.
+ */
+export interface BackplaneCounters {
+  readonly published: number
+  readonly dropped: number
+  readonly received: number
+  readonly malformed: number
+  readonly outages: number
 }
 
 /** The default backplane: one process, delivered synchronously to the handlers of this object. */

@@ -14,10 +14,17 @@ import { expandChange } from './paths'
 import type { Pushes } from './pushes'
 import type { Connection } from './registry'
 import { credentialsKey, isInsideReplay, versionOf } from './replay'
+import { epochNow, isTraceparent, type ChangeCause } from './telemetry'
+
+/** What is pending for a changed path: who wrote it (see `Group.origin`), and the earliest cause. */
+interface Pending {
+  origin: string | null
+  cause: ChangeCause | undefined
+}
 
 export class Changes {
   /** Paths changed since the last flush, with the connection whose own write changed them (null: several or untagged). */
-  private pending = new Map<string, string | null>()
+  private pending = new Map<string, Pending>()
   private flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined
   private readonly recheckTimers = new Set<NodeJS.Timeout>()
   /** Paths with a resync replay pending: a flood of `resync` signals costs one replay per path. */
@@ -58,11 +65,23 @@ export class Changes {
    */
   publish(paths: readonly string[], origin?: ChangeMessage['origin']): void {
     const expanded = expandChange(paths, this.kernel.options.notifyAncestors)
+    const { kernel } = this
+    const { telemetry } = kernel
+    const trace =
+      telemetry &&
+      kernel.guarded(
+        () => telemetry.change(expanded),
+        () => undefined,
+      )
+    const at = Math.round(epochNow() * 1000) / 1000
+    const cause = trace === undefined ? { at } : { at, trace }
     // Every hub drops a change naming more paths than MAX_CHANGE_PATHS: a large one travels in parts.
     for (let i = 0; i < expanded.length; i += MAX_CHANGE_PATHS) {
       const part = expanded.slice(i, i + MAX_CHANGE_PATHS)
       this.backplane.publish(
-        origin ? { kind: 'change', paths: part, origin } : { kind: 'change', paths: part },
+        origin
+          ? { kind: 'change', paths: part, origin, ...cause }
+          : { kind: 'change', paths: part, ...cause },
       )
     }
   }
@@ -100,10 +119,15 @@ export class Changes {
       return
     }
     const origin = this.originOf(message.origin)
+    const cause = causeOf(message)
     for (const path of message.paths) {
       if (typeof path !== 'string') continue
       const known = this.pending.get(path)
-      this.pending.set(path, known === undefined || known === origin ? origin : null)
+      if (known === undefined) this.pending.set(path, { origin, cause })
+      else {
+        if (known.origin !== origin) known.origin = null
+        known.cause ??= cause
+      }
     }
     if (this.flushTimer !== undefined) return
     // Coalesce: everything changed within this turn (or window) costs one replay per group.
@@ -133,7 +157,7 @@ export class Changes {
     this.replayPaths(changes)
     const delay = this.kernel.options.recheckAfterMs
     if (delay > 0 && !this.kernel.closing) {
-      this.later(delay, () => this.replayPaths(new Map([...changes.keys()].map((path) => [path, null]))))
+      this.later(delay, () => this.replayPaths(new Map([...changes.keys()].map((path) => [path, AGAIN]))))
     }
   }
 
@@ -161,18 +185,18 @@ export class Changes {
       this.resyncing.add(path)
       this.later(Math.random() * spread, () => {
         this.resyncing.delete(path)
-        this.replayPaths(new Map([[path, null]]))
+        this.replayPaths(new Map([[path, AGAIN]]))
       })
     }
   }
 
-  private replayPaths(changes: ReadonlyMap<string, string | null>): void {
-    for (const [path, origin] of changes) {
+  private replayPaths(changes: ReadonlyMap<string, Pending>): void {
+    for (const [path, { origin, cause }] of changes) {
       for (const resource of this.kernel.registry.affectedBy(path)) {
         for (const flight of resource.flights.values()) flight.stale = true
         // Later subscribers must not join a replay that may predate this change.
         resource.flights.clear()
-        for (const group of resource.groups.values()) this.pushes.schedule(group, origin)
+        for (const group of resource.groups.values()) this.pushes.schedule(group, origin, cause)
       }
     }
   }
@@ -200,4 +224,14 @@ export class Changes {
       this.fanout.send(resource, resource.groups.values(), { frame, version, seq, hold })
     }
   }
+}
+
+/** A replay made again with no new change behind it (a re-check, a resync): no writer, no cause. */
+const AGAIN: Pending = Object.freeze({ origin: null, cause: undefined })
+
+/** The cause a change message carries, when it is well formed (a backplane's input is outside input). */
+function causeOf(message: ChangeMessage): ChangeCause | undefined {
+  const { at, trace } = message
+  if (typeof at !== 'number' || !Number.isFinite(at)) return undefined
+  return isTraceparent(trace) ? { at, trace } : { at }
 }

@@ -8,6 +8,8 @@ import type { Kernel } from './kernel'
 import type { Outbox } from './outbox'
 import type { Group, Resource } from './registry'
 import type { Patch } from './states'
+import { epochNow } from './telemetry'
+import type { PushEvent } from './types'
 
 /** What one fan-out sends. */
 export interface Delivery {
@@ -23,6 +25,10 @@ export interface Delivery {
   readonly origin?: { readonly id: string; readonly frame: () => Buffer }
   /** A patch to it, for the members that take patches and hold its `from` state. */
   readonly patch?: Patch
+  /** The route template that answered its replay, for the `push` event. */
+  readonly route?: string | undefined
+  /** When the change that caused it was published (ms since the epoch), for the `push` event. */
+  readonly changedAt?: number | undefined
 }
 
 /**
@@ -50,7 +56,7 @@ export class FanOut {
     resource: Resource,
     groups: Iterable<Group>,
     delivery: Delivery,
-  ): { recipients: number; patches: boolean } {
+  ): { recipients: number; patched: number; patches: boolean } {
     const { frame, seq, hold, origin, patch } = delivery
     let { version } = delivery
     const { path } = resource
@@ -86,7 +92,21 @@ export class FanOut {
         }
       }
     }
-    if (recipients > 0) this.kernel.emit('push', { path, version, recipients, patched })
-    return { recipients, patches }
+    if (recipients > 0) this.kernel.emit('push', pushEvent(path, version, recipients, patched, delivery))
+    return { recipients, patched, patches }
   }
+}
+
+/** The `push` event of a delivery sent to `recipients` subscribers. */
+function pushEvent(
+  path: string,
+  version: string,
+  recipients: number,
+  patched: number,
+  { route, changedAt }: Delivery,
+): PushEvent {
+  const event: { -readonly [K in keyof PushEvent]: PushEvent[K] } = { path, version, recipients, patched }
+  if (route !== undefined) event.route = route
+  if (changedAt !== undefined) event.sinceChangeMs = Math.max(0, epochNow() - changedAt)
+  return event
 }

@@ -24,6 +24,7 @@ import { Pushes } from './pushes'
 import { dispatcherFor, type UpgradeRequest } from './replay'
 import type { HubSocket, SocketEvents, Transport, TransportFactory } from './socket'
 import { Subscriptions } from './subscriptions'
+import type { Telemetry } from './telemetry'
 import { Tracking } from './tracking'
 import type { AttachableServer, HubEvents, HubStats, RouteMatch, RouteOptions } from './types'
 
@@ -188,9 +189,19 @@ export class Hub {
     return this.connections.disconnect(predicate, code)
   }
 
+  /**
+   * Sets the tracer of the hub's work (`listenjs/otel`'s `instrument` sets one): a span per change
+   * this process publishes, per replay (dispatched with its span active) and per push; the change's
+   * trace context travels on the backplane. `undefined` removes it. Without one, nothing is traced.
+   */
+  setTelemetry(telemetry: Telemetry | undefined): void {
+    this.kernel.telemetry = telemetry
+  }
+
   /** Counters for monitoring. */
   stats(): HubStats {
     const { kernel, outbox } = this
+    const backplaneMessages = this.backplane.stats?.()
     return {
       connections: this.connections.size,
       subscriptions: kernel.registry.count,
@@ -209,6 +220,7 @@ export class Hub {
         computed: kernel.states.computed,
         declined: kernel.states.declined,
       },
+      ...(backplaneMessages === undefined ? {} : { backplaneMessages }),
     }
   }
 

@@ -5,7 +5,8 @@
  * and the parts it calls, and owns its own state.
  */
 import { AsyncResource } from 'node:async_hooks'
-import type { HubEvents } from './types'
+import type { ChangeCause, PushReport, ReplayTrace, Telemetry } from './telemetry'
+import type { HubEvents, ReplayEvent } from './types'
 import type { ResolvedOptions } from './options'
 import { Registry } from './registry'
 import {
@@ -33,6 +34,8 @@ export class Kernel {
   readonly scope = new AsyncResource('listenjs.hub')
   /** Where replays go: the request handler of the first attached server. */
   dispatch: Dispatch | undefined
+  /** The tracer set with `hub.setTelemetry`, if any. */
+  telemetry: Telemetry | undefined
   /** Set once `close()` was called. */
   closing = false
   /** Replays completed since the hub started. */
@@ -77,18 +80,66 @@ export class Kernel {
     return pending > (inQueue ? 1 : 0)
   }
 
-  /** Replays `GET path` with `context` through the attached server; never rejects. */
-  replay(context: ReplayContext, path: string): Promise<ReplayResult> {
+  /**
+   * Replays `GET path` with `context` through the attached server, inside `trace` when there is one;
+   * never rejects.
+   */
+  replay(context: ReplayContext, path: string, trace?: ReplayTrace): Promise<ReplayResult> {
     const { dispatch, options } = this
     if (!dispatch) {
       options.logger.error({ path }, 'listenjs: cannot replay before attach(server)')
       return Promise.resolve(failedReplay(503, 'error'))
     }
-    return replayGet(dispatch, context, path, this.limits).then((result) => {
+    let started: Promise<ReplayResult> | undefined
+    const run = (): Promise<ReplayResult> => (started = replayGet(dispatch, context, path, this.limits))
+    // A tracer that throws around the dispatch never makes it run twice.
+    const answer = trace
+      ? this.guarded(
+          () => trace.run(run),
+          () => started ?? run(),
+        )
+      : run()
+    return answer.then((result) => {
       this.replays++
       if (result.failure) options.logger.warn({ path, failure: result.failure }, 'listenjs: replay failed')
       return result
     })
+  }
+
+  /** The trace of a replay about to start, when a tracer is set (see {@link Telemetry.replay}). */
+  traceReplay(path: string, kind: ReplayEvent['kind'], cause?: ChangeCause): ReplayTrace | undefined {
+    const { telemetry } = this
+    return (
+      telemetry &&
+      this.guarded(
+        () => telemetry.replay(path, kind, cause),
+        () => undefined,
+      )
+    )
+  }
+
+  /** Emits the `replay` event, and ends the replay's trace. */
+  replayed(event: ReplayEvent, answeredAt: number, trace?: ReplayTrace, push?: PushReport): void {
+    this.emit('replay', event)
+    if (trace)
+      this.guarded(
+        () => trace.end(event, answeredAt, push),
+        () => undefined,
+      )
+  }
+
+  /**
+   * `fn()`, or `otherwise()` when it throws or gives nothing: a tracer is the app's code, and a
+   * failing one is logged, never allowed to stop a replay.
+   */
+  guarded<T>(fn: () => T | undefined, otherwise: () => T): T {
+    try {
+      const value = fn()
+      if (value !== undefined) return value
+    } catch (error) {
+      this.options.logger.error({ err: error }, 'listenjs: the tracer threw; its span is left out')
+    }
+    return otherwise()
   }
 
   /** Runs `fn` in the hub's async scope (timers set there do not keep a request's context). */

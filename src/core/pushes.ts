@@ -12,8 +12,18 @@ import type { Outbox } from './outbox'
 import type { ErrorCode } from './protocol'
 import type { Group, Subscription } from './registry'
 import type { ReplayResult } from './replay'
+import type { ChangeCause } from './telemetry'
 import type { ReplayOutcome } from './types'
 import { groupFor, groupKey, verdict } from './sharing'
+
+/** What a push replay delivers for: its writer, its cause, the connection charged, and what it sent. */
+interface PushContext {
+  readonly origin: string | null
+  readonly cause: ChangeCause | undefined
+  readonly owner: object
+  /** Filled by `deliver`: how many subscribers got the state, and how many as a patch. */
+  readonly sent: { recipients: number; patched: number }
+}
 
 /** The version a subscriber holds after `gone`. */
 export const GONE = 'gone'
@@ -31,9 +41,10 @@ export class Pushes {
    * Queues one replay of `group` (once: a group already waiting is not queued again; one running
    * is replayed once more when it ends). `origin`: the connection whose own write changed it.
    */
-  schedule(group: Group, origin: string | null): void {
+  schedule(group: Group, origin: string | null, cause?: ChangeCause): void {
     if (this.kernel.closing || group.members.size === 0) return
     group.origin = group.origin === undefined || group.origin === origin ? origin : null
+    group.cause ??= cause
     if (group.state === 'running') {
       group.dirty = true
       return
@@ -58,44 +69,42 @@ export class Pushes {
     group.state = 'running'
     group.dirty = false
     const origin = group.origin ?? null
+    const { cause } = group
     group.origin = undefined
-    const seq = this.kernel.nextSeq()
+    group.cause = undefined
+    const { kernel } = this
+    const seq = kernel.nextSeq()
     // Public groups use their own request (no member's); the others a member's current one, which
     // is the group's: a socket whose credentials change leaves its groups at once.
     const context = group.context ?? first.value.connection.context
+    const { path, target } = group.resource
+    const trace = kernel.traceReplay(path, 'push', cause)
     const started = performance.now()
-    const result = await this.kernel.replay(context, group.resource.target)
+    const result = await kernel.replay(context, target, trace)
+    const answeredAt = performance.now()
     group.state = 'idle'
-    if (this.kernel.closing || group.members.size === 0) return
-    const outcome = this.deliver(group, result, seq, origin, owner)
-    this.kernel.emit('replay', {
-      path: group.resource.path,
-      kind: 'push',
-      outcome,
-      status: result.status,
-      durationMs: performance.now() - started,
-    })
+    if (kernel.closing || group.members.size === 0) return
+    const sent = { recipients: 0, patched: 0 }
+    const outcome = this.deliver(group, result, seq, { origin, cause, owner, sent })
+    const { status, route } = result
+    const event = { path, kind: 'push', outcome, status, durationMs: answeredAt - started } as const
+    kernel.replayed(route === undefined ? event : { ...event, route }, answeredAt, trace, sent)
     if (group.dirty) this.schedule(group, null)
   }
 
   /** Acts on a push replay's answer, once the group may take it; `seq` numbers the replay. */
-  private deliver(
-    group: Group,
-    result: ReplayResult,
-    seq: number,
-    origin: string | null,
-    owner: object,
-  ): ReplayOutcome {
+  private deliver(group: Group, result: ReplayResult, seq: number, push: PushContext): ReplayOutcome {
     const { resource } = group
     const { path } = resource
     const { status } = result
+    const { origin, cause, owner } = push
     if (status >= 500 || status === 429 || status === 408) {
-      this.retryLater(group, result, origin)
+      this.retryLater(group, result, origin, cause)
       return 'retried'
     }
     group.attempts = 0
     if (verdict(group.kind, result) === 'split') {
-      this.split(group, origin)
+      this.split(group, origin, cause)
       return 'split'
     }
     const hold = this.kernel.moreFramesComing(true, owner)
@@ -103,7 +112,7 @@ export class Pushes {
       this.kernel.registry.aliasAll(resource, result.aliases)
       const { version, body, contentType } = result
       const { states } = this.kernel
-      const { recipients, patches } = this.fanout.send(resource, [group], {
+      const { recipients, patched, patches } = this.fanout.send(resource, [group], {
         frame: dataFrame(path, version, body, contentType, false),
         version,
         seq,
@@ -113,7 +122,11 @@ export class Pushes {
             ? undefined
             : { id: origin, frame: () => dataFrame(path, version, body, contentType, false, origin) },
         patch: states.patch(group, path, version, body),
+        route: result.route,
+        changedAt: cause?.at,
       })
+      push.sent.recipients = recipients
+      push.sent.patched = patched
       states.keep(group, version, body, contentType, seq, patches)
       if (group.kind === 'own') this.regroup(group, result)
       return recipients > 0 ? 'changed' : 'unchanged'
@@ -136,7 +149,12 @@ export class Pushes {
   }
 
   /** 5xx, 429, 408 or no answer: the subscription stays, and the replay is retried with backoff. */
-  private retryLater(group: Group, result: ReplayResult, origin: string | null): void {
+  private retryLater(
+    group: Group,
+    result: ReplayResult,
+    origin: string | null,
+    cause: ChangeCause | undefined,
+  ): void {
     group.attempts++
     this.kernel.options.logger.error(
       { path: group.resource.path, status: result.status, failure: result.failure, attempt: group.attempts },
@@ -147,7 +165,7 @@ export class Pushes {
     this.kernel.inScope(() => {
       group.retryTimer = setTimeout(() => {
         group.retryTimer = undefined
-        this.schedule(group, origin)
+        this.schedule(group, origin, cause)
       }, delay)
       group.retryTimer.unref()
     })
@@ -157,7 +175,7 @@ export class Pushes {
    * A shared answer that is not everyone's: each member moves to the group of its own request and
    * is replayed with it. Nothing of the shared answer is sent.
    */
-  private split(group: Group, origin: string | null): void {
+  private split(group: Group, origin: string | null, cause: ChangeCause | undefined): void {
     const { registry } = this.kernel
     const moved = new Set<Group>()
     for (const subscription of [...group.members]) {
@@ -165,7 +183,7 @@ export class Pushes {
       registry.join(subscription, own)
       moved.add(own)
     }
-    for (const own of moved) this.schedule(own, origin)
+    for (const own of moved) this.schedule(own, origin, cause)
   }
 
   /**

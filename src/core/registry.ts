@@ -1,3 +1,4 @@
+import type { ChangeCause } from './telemetry'
 import { pathnameOf } from './paths'
 import type { ReplayContext, UpgradeRequest } from './replay'
 import type { Ticket } from './scheduler'
@@ -94,6 +95,8 @@ export interface Group {
    * none is pending, `null` when several (or an untagged one) did.
    */
   origin: string | null | undefined
+  /** The earliest change the next replay answers, when one carried its cause (for telemetry). */
+  cause: ChangeCause | undefined
   attempts: number
   retryTimer: NodeJS.Timeout | undefined
   /** Its queued replay, cancelled when the last member leaves. */
@@ -275,6 +278,7 @@ export class Registry {
         state: 'idle',
         dirty: false,
         origin: undefined,
+        cause: undefined,
         attempts: 0,
         retryTimer: undefined,
         ticket: undefined,

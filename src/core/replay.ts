@@ -28,6 +28,8 @@ export interface ReplayResult {
    * answer's `Content-Location` (only those that differ from the path and are acceptable keys).
    */
   readonly aliases: readonly string[]
+  /** The route template the framework matched for it (`/items/:id`), when the adapter saw one. */
+  readonly route?: string
   readonly failure?: 'timeout' | 'too_large' | 'error'
 }
 
@@ -43,6 +45,8 @@ export interface RouteReport {
   readonly public: boolean
   /** The other pathnames it is known by (see {@link ReplayResult.aliases}). */
   readonly aliases: readonly string[]
+  /** The route template the framework matched, if any. */
+  readonly route?: string
 }
 
 /** A replay in flight: how to ask its route about it, once the tracking middleware has seen it. */
@@ -225,6 +229,7 @@ export function replayGet(
         version: versionOf(answer.body, answer.etag),
         public: route.public,
         aliases: route.aliases,
+        ...(route.route === undefined ? {} : { route: route.route }),
       })
     }
     const mark = (req: IncomingMessage): void => {

@@ -194,9 +194,11 @@ export class Subscriptions {
       return
     }
     const seq = kernel.nextSeq()
+    const trace = kernel.traceReplay(resource.path, 'snapshot')
     const started = performance.now()
-    const result = await kernel.replay(flight.context, resource.target)
-    const durationMs = performance.now() - started
+    const result = await kernel.replay(flight.context, resource.target, trace)
+    const answeredAt = performance.now()
+    const durationMs = answeredAt - started
     if (resource.flights.get(flight.key) === flight) resource.flights.delete(flight.key)
     if (kernel.closing) return
     const { status } = result
@@ -252,7 +254,9 @@ export class Subscriptions {
       if (flight.stale) this.pushes.schedule(group, null)
     }
     registry.dropIfEmpty(resource)
-    if (outcome !== undefined)
-      kernel.emit('replay', { path: resource.path, kind: 'snapshot', outcome, status, durationMs })
+    if (outcome === undefined) return
+    const event = { path: resource.path, kind: 'snapshot', outcome, status, durationMs } as const
+    const { route } = result
+    kernel.replayed(route === undefined ? event : { ...event, route }, answeredAt, trace)
   }
 }

@@ -5,6 +5,7 @@
  * a 201). A replay's answer tells the same of the subscribed path, so that its subscription is
  * reached by those keys too. A path that cannot be a key notifies its nearest acceptable ancestor.
  */
+import { AsyncResource } from 'node:async_hooks'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Changes } from './changes'
 import type { Kernel } from './kernel'
@@ -99,11 +100,12 @@ export class Tracking {
         aliases: keys().filter(
           (key) => key !== pathname && checkPath(key, this.kernel.options.limits.pathLength) === undefined,
         ),
+        route: answered?.match?.template,
       }))
       return
     }
     let done = false
-    const ended = (): void => {
+    let ended = (): void => {
       if (done) return
       done = true
       const status = res.statusCode
@@ -119,6 +121,9 @@ export class Tracking {
         typeof tag === 'string' ? { id: tag, credentials: credentialsKey(req.headers) } : undefined,
       )
     }
+    // With a tracer, the change is published in the write's own async context: its span is the
+    // write's child, whatever context the response's events fire in.
+    if (this.kernel.telemetry !== undefined) ended = AsyncResource.bind(ended)
     res.once('finish', ended)
     res.once('close', ended)
   }

@@ -1,7 +1,7 @@
 /** The hub's public types: route options, the matched route, stats and events. */
 import type { Server } from 'node:http'
 import type { Server as HttpsServer } from 'node:https'
-import type { BackplaneStatus } from './backplane'
+import type { BackplaneCounters, BackplaneStatus } from './backplane'
 
 /**
  * What a route may say about itself: Fastify route `config.listenjs`, Express `res.locals.listenjs`,
@@ -58,6 +58,8 @@ export interface HubStats {
   slowClosed: number
   /** The backplane's state: `memory` (one process), or `connected`/`disconnected`/… for Redis. */
   backplane: BackplaneStatus
+  /** The backplane's message counters (published, dropped, received, malformed, outages), when it keeps them (Redis). */
+  backplaneMessages?: BackplaneCounters
   /**
    * Patches (`listenjs.v1.1`): characters of last states kept now (bounded by `patches.memoryBytes`),
    * patches computed since the hub started (once per group and change), and those of them that went
@@ -83,6 +85,14 @@ export interface PushEvent {
   readonly recipients: number
   /** How many of them got it as a patch (`listenjs.v1.1`). */
   readonly patched: number
+  /** The route template that answered its replay (`/items/:id`), when the adapter saw one. */
+  readonly route?: string
+  /**
+   * From the publication of the change that caused it (on whichever process made the write) to
+   * this push being handed to the sockets, in ms; absent for a push no change carried a time for
+   * (`notify` with a payload, a re-check, a resync). Across processes, it trusts their clocks.
+   */
+  readonly sinceChangeMs?: number
 }
 /**
  * What became of a replay: `changed` (a new state was sent), `unchanged` (every subscriber held it),
@@ -102,6 +112,8 @@ export interface ReplayEvent {
   readonly status: number
   /** From the dispatch of the GET to its answer. */
   readonly durationMs: number
+  /** The route template that answered it (`/items/:id`), when the adapter saw one. */
+  readonly route?: string
 }
 /** Payload of the `disconnect` event. */
 export interface DisconnectEvent {

@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
-import type { Backplane, BackplaneMessage, BackplaneStatus } from '../core/backplane'
+import type { Backplane, BackplaneCounters, BackplaneMessage, BackplaneStatus } from '../core/backplane'
 import { ListenjsError } from '../core/errors'
 import { silentLogger, type Logger } from '../core/options'
 import { connect, quit } from './connection'
@@ -65,7 +65,7 @@ export interface RedisBackplane extends Backplane {
    * Messages published; dropped (not sent: Redis was unreachable, or the message was over a bound);
    * received; malformed ones dropped on arrival (invalid, or over a bound); and outages.
    */
-  stats(): { published: number; dropped: number; received: number; malformed: number; outages: number }
+  stats(): BackplaneCounters
 }
 
 /**

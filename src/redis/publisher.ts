@@ -55,7 +55,7 @@ export function redisPublisher(options: RedisPublisherOptions = {}): RedisPublis
       if (reason !== undefined) throw new ListenjsError('bad_path', `listenjs: ${reason}`, { path })
       const message: ChangeMessage | PayloadMessage =
         payload === undefined
-          ? { kind: 'change', paths: expandChange([path], ancestors) }
+          ? { kind: 'change', paths: expandChange([path], ancestors), at: Date.now() }
           : { kind: 'payload', path, payload }
       const encoded = encode(from, message, maxBytes)
       if ('reason' in encoded) {

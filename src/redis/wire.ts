@@ -6,6 +6,7 @@ import type { ChangeMessage, PayloadMessage } from '../core/backplane'
 import { MAX_CHANGE_PATHS } from '../core/backplane'
 import { ListenjsError } from '../core/errors'
 import { checkPath } from '../core/paths'
+import { isTraceparent } from '../core/telemetry'
 import { DEFAULT_MAX_MESSAGE_BYTES, jsonDepthExceeds, MAX_DEPTH, utf8LengthExceeds } from './bounds'
 
 /** The wire format on the channel (PROTOCOL.md, "Backplane"). */
@@ -122,12 +123,16 @@ export function parseWireMessage(
     const origin = m.origin as Record<string, unknown> | undefined
     if (origin !== undefined && (typeof origin !== 'object' || origin === null)) return undefined
     if (origin && (typeof origin.id !== 'string' || typeof origin.credentials !== 'string')) return undefined
+    if (m.at !== undefined && (typeof m.at !== 'number' || !Number.isFinite(m.at))) return undefined
+    if (m.trace !== undefined && !isTraceparent(m.trace)) return undefined
     return {
       v: 1,
       from: m.from,
       kind: 'change',
       paths: m.paths as string[],
       ...(origin ? { origin: { id: origin.id as string, credentials: origin.credentials as string } } : {}),
+      ...(m.at === undefined ? {} : { at: m.at }),
+      ...(m.trace === undefined ? {} : { trace: m.trace }),
     }
   }
   if (m.kind === 'resync') return { v: 1, from: m.from, kind: 'resync' }

@@ -267,6 +267,8 @@ export interface Fixture {
   readonly framework: Framework
   readonly state: FixtureState
   readonly hub: Hub
+  /** The server the app listens on (the hub is attached to it). */
+  readonly server: http.Server | https.Server
   readonly port: number
   /** `http(s)://127.0.0.1:port` */
   readonly url: string
@@ -299,6 +301,7 @@ export async function startFixture(framework: Framework, options: FixtureOptions
     framework,
     state,
     hub: started.hub,
+    server: started.server,
     port,
     url: `${scheme}://127.0.0.1:${port}`,
     wsUrl: `${scheme === 'https' ? 'wss' : 'ws'}://127.0.0.1:${port}/listen`,
