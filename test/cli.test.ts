@@ -3,10 +3,12 @@
  * from the repo's node_modules), spawned as a child process against a real Fastify fixture. Events are
  * ordered by waiting for output lines, never by sleeping.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdirSync, rmSync } from 'node:fs'
+import net from 'node:net'
 import path from 'node:path'
 import { build } from 'esbuild'
+import { colorOf } from '../src/cli/tail'
 import { startFixture, type Fixture } from './helpers/apps'
 import { until } from './helpers/wait'
 
@@ -23,14 +25,30 @@ interface Run {
   lines(pattern: RegExp, count?: number): Promise<string[]>
 }
 
-function run(...args: string[]): Run {
-  const child = spawn(process.execPath, [cli, ...args], { env: { ...process.env, NO_COLOR: '1' } })
+/**
+ * The environment of a run: this one without the colour variables (Jest gives its workers
+ * `FORCE_COLOR=1` when it runs in a terminal), then `env`.
+ */
+function environment(env: Record<string, string>): NodeJS.ProcessEnv {
+  const { FORCE_COLOR: _force, NO_COLOR: _no, ...rest } = process.env
+  return { ...rest, ...env }
+}
+
+/**
+ * Runs the CLI with `args`, stdout and stderr piped; with `tty`, inside util-linux `script`, whose
+ * pseudo-terminal is the CLI's stdout and stderr (both then arrive on stdout, lines ending in CRLF).
+ */
+function run(args: string[], env: Record<string, string> = {}, tty = false): Run {
+  const command = [process.execPath, cli, ...args]
+  const child = tty
+    ? spawn('script', ['-qfec', command.map(quote).join(' '), '/dev/null'], { env: environment(env) })
+    : spawn(process.execPath, [cli, ...args], { env: environment(env) })
   const stdout: string[] = []
   const stderr: string[] = []
   const collect = (into: string[]) => {
     let rest = ''
     return (chunk: Buffer): void => {
-      const parts = (rest + chunk.toString()).split('\n')
+      const parts = (rest + chunk.toString()).split(/\r?\n/)
       rest = parts.pop() ?? ''
       into.push(...parts)
     }
@@ -55,15 +73,33 @@ function run(...args: string[]): Run {
   }
 }
 
+/** `text` as one word for `sh -c`. */
+const quote = (text: string): string => `'${text.replaceAll("'", `'\\''`)}'`
+
+/** util-linux `script` runs a command with a pseudo-terminal as its stdout (not on macOS or Windows). */
+const ttyRuns = spawnSync('script', ['-qec', 'test -t 1', '/dev/null']).status === 0
+
 const HEADER = /^\d{4}-\d\d-\d\dT\S+Z \/items (snapshot|change) \S+$/
+const RED = '\x1b[31m'
+const GREEN = '\x1b[32m'
+const RESET = '\x1b[39m'
 
 describe('listenjs tail', () => {
   let fixture: Fixture
   const runs: Run[] = []
-  const start = (...args: string[]): Run => {
-    const started = run(...args)
+  const startWith = (env: Record<string, string>, ...args: string[]): Run => {
+    const started = run(args, env)
     runs.push(started)
     return started
+  }
+  const start = (...args: string[]): Run => startWith({}, ...args)
+  const servers: net.Server[] = []
+  /** A TCP server that hangs up on every connection: an endpoint that never opens. */
+  const hangingUp = async (): Promise<string> => {
+    const server = net.createServer((socket) => socket.destroy())
+    servers.push(server)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    return `ws://127.0.0.1:${(server.address() as net.AddressInfo).port}/listen`
   }
   const post = (title: string) =>
     fetch(`${fixture.url}/items`, {
@@ -91,8 +127,28 @@ describe('listenjs tail', () => {
   })
   afterEach(async () => {
     for (const { child } of runs.splice(0)) child.kill('SIGKILL')
+    for (const server of servers.splice(0)) server.close()
     await fixture.close()
   })
+
+  /**
+   * Starts `--diff` on /items holding items one and two, renames two to deux, and resolves with the
+   * lines printed for that change (after its header).
+   */
+  async function diffOfRename(tail: Run): Promise<string[]> {
+    await tail.lines(/ snapshot /)
+    await until(() => tail.stdout.includes(']'))
+    const response = await fetch(`${fixture.url}/items/2`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ title: 'deux' }),
+    })
+    expect(response.ok).toBe(true)
+    await tail.lines(/ change /)
+    const header = tail.stdout.findIndex((line) => line.includes(' change '))
+    await until(() => tail.stdout.length >= header + 3)
+    return tail.stdout.slice(header + 1)
+  }
 
   it('prints the snapshot then each change as a header line and pretty JSON', async () => {
     const tail = start('tail', fixture.url, '/items')
@@ -132,17 +188,72 @@ describe('listenjs tail', () => {
     fixture.state.create('one')
     fixture.state.create('two')
     const tail = start('tail', fixture.url, '/items', '--diff')
-    await tail.lines(/ snapshot /)
-    await until(() => tail.stdout.includes(']'))
-    await fetch(`${fixture.url}/items/2`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ title: 'deux' }),
+    expect(await diffOfRename(tail)).toEqual(['-    "title": "two"', '+    "title": "deux"'])
+  })
+
+  describe('colours of --diff', () => {
+    beforeEach(() => {
+      fixture.state.create('one')
+      fixture.state.create('two')
     })
-    await tail.lines(/ change /)
-    await until(() => tail.stdout.length >= tail.stdout.findIndex((line) => line.includes(' change ')) + 3)
-    const after = tail.stdout.slice(tail.stdout.findIndex((line) => line.includes(' change ')) + 1)
-    expect(after).toEqual(['-    "title": "two"', '+    "title": "deux"'])
+
+    it.each([
+      ['FORCE_COLOR=1', { FORCE_COLOR: '1' }],
+      ['FORCE_COLOR=1 over NO_COLOR=1', { FORCE_COLOR: '1', NO_COLOR: '1' }],
+    ])('colours the removed line red and the added one green when piped, with %s', async (_name, env) => {
+      const tail = startWith(env, 'tail', fixture.url, '/items', '--diff')
+      expect(await diffOfRename(tail)).toEqual([
+        `${RED}-    "title": "two"${RESET}`,
+        `${GREEN}+    "title": "deux"${RESET}`,
+      ])
+      // Only those lines: the headers and the snapshot are plain.
+      const coloured = tail.stdout.filter((line) => line.includes('\x1b'))
+      expect(coloured).toHaveLength(2)
+    })
+
+    it.each([
+      ['nothing set', {}],
+      ['NO_COLOR=1', { NO_COLOR: '1' }],
+      ['FORCE_COLOR=0', { FORCE_COLOR: '0' }],
+      ['FORCE_COLOR=false', { FORCE_COLOR: 'false' }],
+    ])('writes no escape byte when piped, with %s', async (_name, env) => {
+      const tail = startWith(env, 'tail', fixture.url, '/items', '--diff')
+      expect(await diffOfRename(tail)).toEqual(['-    "title": "two"', '+    "title": "deux"'])
+      expect([...tail.stdout, ...tail.stderr].join('\n')).not.toContain('\x1b')
+    })
+
+    // On a terminal, where colours are the default and NO_COLOR is what turns them off.
+    const onTty = ttyRuns ? it : it.skip
+
+    onTty('colours on a TTY', async () => {
+      const tail = run(['tail', fixture.url, '/items', '--diff', '--count', '2'], {}, true)
+      runs.push(tail)
+      expect(await diffOfRename(tail)).toEqual([
+        `${RED}-    "title": "two"${RESET}`,
+        `${GREEN}+    "title": "deux"${RESET}`,
+      ])
+      expect(await tail.exit).toBe(0)
+    })
+
+    onTty('writes no escape byte on a TTY with NO_COLOR=1', async () => {
+      const tail = run(['tail', fixture.url, '/items', '--diff', '--count', '2'], { NO_COLOR: '1' }, true)
+      runs.push(tail)
+      expect(await diffOfRename(tail)).toEqual(['-    "title": "two"', '+    "title": "deux"'])
+      expect(await tail.exit).toBe(0)
+      expect(tail.stdout.join('\n')).not.toContain('\x1b')
+    })
+
+    it('decides as documented: FORCE_COLOR, then NO_COLOR, then whether stdout is a TTY', () => {
+      expect(colorOf({}, true)).toBe(true)
+      expect(colorOf({}, false)).toBe(false)
+      expect(colorOf({ NO_COLOR: '1' }, true)).toBe(false)
+      expect(colorOf({ NO_COLOR: '' }, true)).toBe(true)
+      expect(colorOf({ FORCE_COLOR: '1' }, false)).toBe(true)
+      expect(colorOf({ FORCE_COLOR: '' }, false)).toBe(true)
+      expect(colorOf({ FORCE_COLOR: '3', NO_COLOR: '1' }, false)).toBe(true)
+      expect(colorOf({ FORCE_COLOR: '0' }, true)).toBe(false)
+      expect(colorOf({ FORCE_COLOR: 'false' }, true)).toBe(false)
+    })
   })
 
   it('gets /private with --token, and exits 2 with the refusal on stderr without', async () => {
@@ -200,10 +311,48 @@ describe('listenjs tail', () => {
     expect(await tail.exit).toBe(0)
   })
 
-  it('exits 3 when the client gives up on an endpoint that answers 404, with --retries 0', async () => {
-    const tail = start('tail', `${fixture.url}/nowhere`, '/items', '--retries', '0')
-    expect(await tail.exit).toBe(3)
-    expect(tail.stderr.join('\n')).toMatch(/gave up: .*\(endpoint_not_found, HTTP 404\)/)
+  describe('giving up', () => {
+    it.each([
+      ['answers 404', async () => `${fixture.url}/nowhere`, '(endpoint_not_found, HTTP 404)'],
+      ['hangs up', hangingUp, '(endpoint_unreachable)'],
+    ])(
+      'exits 3 at once with --retries 0 on an endpoint that %s, saying so and never "retrying"',
+      async (_name, endpoint, why) => {
+        const url = await endpoint()
+        const tail = start('tail', url, '/items', '--retries', '0')
+        expect(await tail.exit).toBe(3)
+        expect(tail.stdout.join('')).toBe('')
+        // Exactly these lines: no "reconnecting…" status, no "Retrying." from the client's console.
+        expect(tail.stderr.filter(Boolean)).toEqual([
+          `listenjs: connecting to ${url.replace(/^http/, 'ws')}…`,
+          `listenjs: gave up: connection closed with code 1006 ${why}`,
+        ])
+      },
+    )
+
+    it('exits 3 at once with --retries 0 when an open connection drops, without a reconnecting status', async () => {
+      const tail = start('tail', fixture.url, '/items', '--retries', '0')
+      await tail.lines(/ snapshot /)
+      // 1001, going away: a close the client would retry at once if it retried.
+      await fixture.hub.close()
+      expect(await tail.exit).toBe(3)
+      expect(tail.stderr.filter(Boolean)).toEqual([
+        `listenjs: connecting to ${fixture.wsUrl}…`,
+        'listenjs: open',
+        'listenjs: gave up: connection closed with code 1001',
+      ])
+    })
+
+    it('reconnects once with --retries 1, then exits 3, saying each', async () => {
+      const url = await hangingUp()
+      const tail = start('tail', url, '/items', '--retries', '1')
+      expect(await tail.exit).toBe(3)
+      expect(tail.stderr.filter(Boolean)).toEqual([
+        `listenjs: connecting to ${url}…`,
+        'listenjs: reconnecting… (endpoint_unreachable)',
+        'listenjs: gave up: connection closed with code 1006 (endpoint_unreachable)',
+      ])
+    })
   })
 
   it.each([

@@ -5,6 +5,7 @@
 import WebSocket from 'ws'
 import { createClient, type Client, type Meta } from '../src/client'
 import type { ListenjsError } from '../src/core/errors'
+import * as testing from '../src/testing'
 import { FRAMEWORKS, startFixture, tlsMaterial, type Fixture, type Item } from './helpers/apps'
 import { TestClient, type Frame } from './helpers/tclient'
 import { until } from './helpers/wait'
@@ -39,6 +40,27 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
   let app: Fixture
   const clients: TestClient[] = []
   const liveClients: Client[] = []
+  const liveTests: testing.LiveTest[] = []
+
+  /** One connection through `listenjs/testing`, as a user's own test opens it; closed after the test. */
+  async function liveTest(options?: testing.ConnectOptions): Promise<testing.LiveTest> {
+    const live = await testing.connect(app.url, options)
+    liveTests.push(live)
+    return live
+  }
+
+  /** Generous bounds for a busy machine: a push is awaited up to 5 s, silence is 300 ms long. */
+  const PUSH = { timeoutMs: 5000 }
+  const QUIET = { forMs: 300 }
+
+  /**
+   * Counts the frames (data, gone, error) the hub sends to any socket from now on: what the client of
+   * `listenjs/testing` does not show counts too (a state it already holds, a gone, a later error).
+   */
+  function framesSent(): () => number {
+    const before = app.hub.stats().messagesSent
+    return () => app.hub.stats().messagesSent - before
+  }
 
   async function connect(headers?: Record<string, string>): Promise<TestClient> {
     const client = await TestClient.connect(app.wsUrl, { headers })
@@ -70,6 +92,7 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
   })
 
   afterEach(async () => {
+    await Promise.all(liveTests.splice(0).map((live) => live.close()))
     for (const c of liveClients.splice(0)) c.close()
     await Promise.all(clients.splice(0).map((c) => c.close()))
     await app.close()
@@ -113,12 +136,10 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
     })
 
     it('forwards the cookie, Host and real remote address to the replay, never Accept-Encoding, and marks it', async () => {
-      const [, snapshot] = await subscribed('/whoami', {
-        cookie: 'session=alice',
-        'accept-encoding': 'gzip, br',
-        'x-forwarded-for': '203.0.113.9',
+      const live = await liveTest({
+        headers: { cookie: 'session=alice', 'accept-encoding': 'gzip, br', 'x-forwarded-for': '203.0.113.9' },
       })
-      expect(snapshot.json).toMatchObject({
+      expect(await live.listen('/whoami')).toMatchObject({
         cookie: 'session=alice',
         host: `127.0.0.1:${app.port}`,
         acceptEncoding: null,
@@ -198,53 +219,71 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
       ['PATCH', '/items/1', { title: 'patched' }, [{ id: '1', title: 'patched' }]],
       ['DELETE', '/items/1', undefined, []],
     ])('pushes the new state after a successful %s', async (method, path, body, expected) => {
-      const [client] = await subscribed('/items')
+      const live = await liveTest()
+      expect(await live.listen('/items')).toEqual([{ id: '1', title: 'first' }])
+      const sent = framesSent()
+      const pushed = live.expectPush('/items', undefined, PUSH)
       const response = await request(app, method, path, body)
       expect(response.ok).toBe(true)
-      expect(await client.next()).toMatchObject({ type: 'data', path: '/items', json: expected })
-      expect(await client.quiet()).toBe(true)
+      expect(await pushed).toEqual(expected)
+      await live.expectNoPush('/items', QUIET)
+      // One change, and not a frame more, to anyone.
+      expect(live.states('/items').map((state) => state.meta.kind)).toEqual(['snapshot', 'change'])
+      expect(sent()).toBe(1)
     })
+
+    /** Listens to /items, runs `write`, then expects no state of /items and no frame sent at all. */
+    async function expectNoPushAfter(write: () => Promise<void>): Promise<void> {
+      const live = await liveTest()
+      await live.listen('/items')
+      const sent = framesSent()
+      await write()
+      await live.expectNoPush('/items', QUIET)
+      expect(live.states('/items')).toHaveLength(1)
+      expect(sent()).toBe(0)
+    }
 
     it.each([['400'], ['404'], ['500'], ['302']])(
       'pushes nothing when a mutation answers %s',
       async (status) => {
-        const [client] = await subscribed('/items')
-        const response = await request(app, 'POST', `/items/1/silently/${status}`)
-        expect(response.status).toBe(Number(status))
-        expect(await client.quiet()).toBe(true)
+        await expectNoPushAfter(async () => {
+          const response = await request(app, 'POST', `/items/1/silently/${status}`)
+          expect(response.status).toBe(Number(status))
+        })
       },
     )
 
     it('pushes nothing when a mutation handler throws', async () => {
-      const [client] = await subscribed('/items')
-      expect((await request(app, 'POST', '/items/1/throw')).status).toBe(500)
-      expect(await client.quiet()).toBe(true)
+      await expectNoPushAfter(async () => {
+        expect((await request(app, 'POST', '/items/1/throw')).status).toBe(500)
+      })
     })
 
     it('pushes nothing after GET, HEAD or OPTIONS', async () => {
-      const [client] = await subscribed('/items')
-      await request(app, 'GET', '/items')
-      await request(app, 'HEAD', '/items')
-      await request(app, 'OPTIONS', '/items')
-      expect(await client.quiet()).toBe(true)
+      await expectNoPushAfter(async () => {
+        await request(app, 'GET', '/items')
+        await request(app, 'HEAD', '/items')
+        await request(app, 'OPTIONS', '/items')
+      })
     })
 
     it('notifies the ancestors of a changed path', async () => {
-      const [items] = await subscribed('/items')
-      const [item] = await subscribed('/items/1')
+      const live = await liveTest()
+      await live.listen('/items')
+      await live.listen('/items/1')
+      const item = live.expectPush('/items/1', undefined, PUSH)
+      const items = live.expectPush('/items', undefined, PUSH)
       await request(app, 'PATCH', '/items/1', { title: 'patched' })
-      expect(await item.next()).toMatchObject({ path: '/items/1', json: { id: '1', title: 'patched' } })
-      expect(await items.next()).toMatchObject({ path: '/items', json: [{ id: '1', title: 'patched' }] })
+      expect(await item).toEqual({ id: '1', title: 'patched' })
+      expect(await items).toEqual([{ id: '1', title: 'patched' }])
     })
 
     it('re-replays a query-string subscription when its path changes', async () => {
-      const [client, snapshot] = await subscribed('/items?title=second')
-      expect(snapshot.json).toEqual([])
+      const live = await liveTest()
+      expect(await live.listen('/items?title=second')).toEqual([])
+      const pushed = live.expectPush('/items?title=second', undefined, PUSH)
       await request(app, 'POST', '/items', { title: 'second' })
-      expect(await client.next()).toMatchObject({
-        path: '/items?title=second',
-        json: [{ id: '2', title: 'second' }],
-      })
+      expect(await pushed).toEqual([{ id: '2', title: 'second' }])
     })
 
     it('sends gone after a delete and data again after re-creation', async () => {
@@ -367,11 +406,16 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
     })
 
     it('notify(path, payload) pushes the payload as-is to subscribers of exactly that path', async () => {
-      const [client] = await subscribed('/items')
-      const [other] = await subscribed('/items?title=first')
+      const live = await liveTest()
+      await live.listen('/items')
+      await live.listen('/items?title=first')
+      const sent = framesSent()
+      const pushed = live.expectPush('/items', undefined, PUSH)
       app.hub.notify('/items', { custom: true })
-      expect(await client.next()).toMatchObject({ type: 'data', path: '/items', json: { custom: true } })
-      expect(await other.quiet()).toBe(true)
+      expect(await pushed).toEqual({ custom: true })
+      await live.expectNoPush('/items?title=first', QUIET)
+      expect(live.states('/items?title=first')).toHaveLength(1)
+      expect(sent()).toBe(1)
     })
 
     it('refuses an invalid path with a ListenjsError', () => {

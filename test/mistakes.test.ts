@@ -142,6 +142,36 @@ describe('a client pointed at the wrong place', () => {
     }
   })
 
+  it('with no retries left, warns without promising a retry and closes', async () => {
+    const { createClient } = await import('../src/client')
+    const WebSocket = (await import('ws')).default
+    const server = await serve(
+      (_req, res) => {
+        res.statusCode = 404
+        res.end()
+      },
+      () => undefined,
+    )
+    const warn = jest.spyOn(console, 'warn').mockImplementation(() => {})
+    const url = `${server.url.replace('http', 'ws')}/listen`
+    const client = createClient({ url, WebSocket, reconnect: { retries: 0 } })
+    const seen: string[] = []
+    client.onStatus((status) => seen.push(status))
+    try {
+      client.listen('/items', () => {})
+      await until(() => seen.includes('closed'), 10_000)
+      expect(seen).not.toContain('reconnecting')
+      expect(warn).toHaveBeenCalledTimes(1)
+      const said = String(warn.mock.calls[0]?.[0])
+      expect(said).toContain(`cannot open ${url} (HTTP 404)`)
+      expect(said).not.toMatch(/retry/i)
+    } finally {
+      client.close()
+      warn.mockRestore()
+      await server.close()
+    }
+  })
+
   it('reports a port nobody listens on as endpoint_unreachable', async () => {
     const { createClient } = await import('../src/client')
     const WebSocket = (await import('ws')).default

@@ -14,7 +14,7 @@
  */
 import { parseArgs } from 'node:util'
 import { endpointUrl } from '../node/ws-client'
-import { ExitCode, tail, type TailOptions } from './tail'
+import { colorOf, ExitCode, tail, type TailOptions } from './tail'
 
 const USAGE = `Usage: listenjs tail <url> <path…> [options]
 
@@ -36,7 +36,10 @@ Options:
 
 States go to stdout, each as "<time> <path> <kind> <version>" then the body
 (pretty JSON, or text as it is). Connection statuses and errors go to stderr.
-Colours: when stdout is a TTY and NO_COLOR is unset.
+
+Colours (the removed and added lines of --diff): when stdout is a TTY, unless
+NO_COLOR is set and not empty. FORCE_COLOR forces them, piped or not and over
+NO_COLOR; FORCE_COLOR=0 (or false) turns them off.
 
 Exit codes:
   0  closed by SIGINT/SIGTERM, or --count states printed
@@ -112,12 +115,11 @@ function parseTail(args: string[]): TailOptions | 'help' {
     if (!/^[^=;\s]+=/.test(cookie)) throw new UsageError(`--cookie must be 'name=value', not ${cookie}`)
   }
   if (values.cookie?.length) headers.Cookie = [headers.Cookie, ...values.cookie].filter(Boolean).join('; ')
-  const noColor = process.env.NO_COLOR !== undefined && process.env.NO_COLOR !== ''
   return {
     endpoint: endpointOf(url),
     paths,
     format: values.diff ? 'diff' : values.json ? 'json' : 'pretty',
-    color: !!process.stdout.isTTY && !noColor,
+    color: colorOf(process.env, !!process.stdout.isTTY),
     token: values.token,
     headers,
     count: integer('count', values.count, 1),

@@ -22,6 +22,18 @@ export const ExitCode = {
 /** How states are printed: a header and pretty JSON, a line diff after the first, or JSON lines. */
 export type TailFormat = 'pretty' | 'diff' | 'json'
 
+/**
+ * Whether to colour the diff, from the environment and whether stdout is a TTY. `FORCE_COLOR` decides
+ * when it is set, as for Node and chalk: colours even when piped and over `NO_COLOR`, but none for `0`
+ * or `false`. Otherwise a non-empty `NO_COLOR` (https://no-color.org) turns them off, and a TTY on.
+ */
+export function colorOf(env: Readonly<Record<string, string | undefined>>, tty: boolean): boolean {
+  const force = env.FORCE_COLOR
+  if (force !== undefined) return force !== '0' && force !== 'false'
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false
+  return tty
+}
+
 /** What {@link tail} needs; the command line's options, parsed and checked. */
 export interface TailOptions {
   /** The hub's WebSocket endpoint (`ws://` or `wss://`). */
@@ -29,7 +41,7 @@ export interface TailOptions {
   /** The paths to listen to (at least one). */
   readonly paths: readonly string[]
   readonly format: TailFormat
-  /** Colour the diff's lines (stdout is a TTY and `NO_COLOR` is unset). */
+  /** Colour the diff's lines (a TTY stdout and no `NO_COLOR`, or `FORCE_COLOR`; see `--help`). */
   readonly color: boolean
   /** The client's `auth` option. */
   readonly token?: string
@@ -69,6 +81,15 @@ export function tail(options: TailOptions, output: TailOutput = processOutput): 
     let states = 0
     let finished = false
 
+    // The client warns once on the console when a socket cannot open. This command says why on its
+    // own status lines (`reconnecting… (endpoint_not_found, HTTP 404)` or `gave up: …`), so that
+    // warning (it starts with the message of `client.error()`) is not printed twice; any other goes
+    // through.
+    const restoreWarn = dropWarnings((first) => {
+      const why = client.error()
+      return why !== undefined && typeof first === 'string' && first.startsWith(why.message)
+    })
+
     const finish = (code: number): void => {
       if (finished) return
       finished = true
@@ -76,6 +97,7 @@ export function tail(options: TailOptions, output: TailOutput = processOutput): 
       process.off('SIGTERM', onSignal)
       stopStatus()
       client.close()
+      restoreWarn()
       resolve(code)
     }
     const onSignal = (): void => finish(ExitCode.Ok)
@@ -85,17 +107,19 @@ export function tail(options: TailOptions, output: TailOutput = processOutput): 
     // `closed` is said by the give-up message (or is ours, on finish).
     const stopStatus = client.onStatus((status, error) => {
       if (status === 'closed') return
-      const label = status === 'open' ? 'open' : `${status}…`
-      const why = error && ` (${error.code}${error.status ? `, HTTP ${error.status}` : ''})`
-      output.err(`listenjs: ${label}${why ?? ''}\n`)
+      const label =
+        status === 'open'
+          ? 'open'
+          : status === 'connecting'
+            ? `connecting to ${shown(options.endpoint)}…`
+            : `${status}…`
+      output.err(`listenjs: ${label}${reason(error)}\n`)
     })
 
     const onError = (error: ListenjsError): void => {
       if (finished) return
       if (error.code === 'closed') {
-        const why = client.error()
-        const detail = why ? ` (${why.code}${why.status ? `, HTTP ${why.status}` : ''})` : ''
-        output.err(`listenjs: gave up: ${error.message}${detail}\n`)
+        output.err(`listenjs: gave up: ${error.message}${reason(client.error())}\n`)
         finish(ExitCode.GaveUp)
         return
       }
@@ -119,6 +143,34 @@ export function tail(options: TailOptions, output: TailOutput = processOutput): 
       )
     }
   })
+}
+
+/**
+ * Makes `console.warn` drop the warnings whose first argument `drop` picks; returns the function that
+ * puts the console's own back (unless `console.warn` was replaced again since).
+ */
+function dropWarnings(drop: (first: unknown) => boolean): () => void {
+  /* eslint-disable no-console -- the command owns its process's console while it runs */
+  const original = console.warn
+  const filtered = (...args: unknown[]): void => {
+    if (!drop(args[0])) original(...args)
+  }
+  console.warn = filtered
+  return () => {
+    if (console.warn === filtered) console.warn = original
+  }
+  /* eslint-enable no-console */
+}
+
+/** ` (code, HTTP status)` of why sockets cannot open; '' when they can. */
+function reason(error: ListenjsError | undefined): string {
+  return error ? ` (${error.code}${error.status ? `, HTTP ${error.status}` : ''})` : ''
+}
+
+/** `endpoint` without credentials or query, to be printed. */
+function shown(endpoint: string): string {
+  const url = new URL(endpoint)
+  return `${url.protocol}//${url.host}${url.pathname}`
 }
 
 /** The text of one state in `options.format`; records its pretty JSON in `previous`. */

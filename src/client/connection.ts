@@ -297,7 +297,7 @@ export function createConnection(config: ConnectionConfig, events: ConnectionEve
     if (warned) return
     warned = true
     // eslint-disable-next-line no-console -- the one place a misconfiguration must show without code
-    console.warn(`${failure.message}: is the hub attached to that server, on that path? Retrying.`)
+    console.warn(`${failure.message}: is the hub attached to that server, on that path?`)
   }
 
   // The socket closed (or was closed by us with `code`) without the app asking for it.

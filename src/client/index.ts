@@ -98,8 +98,9 @@ export interface Client {
    * Calls `listener` on each status change; returns the function that stops it. While sockets cannot
    * open (wrong URL, no hub on that server, an upgrade refused), `error` says why: code
    * `endpoint_not_found` (HTTP 404) or `endpoint_unreachable`, with the HTTP `status` where the
-   * platform shows it (Node). The client keeps retrying; the first failure is also logged once with
-   * `console.warn`, naming the URL.
+   * platform shows it (Node). The client retries as `reconnect` allows (the status says
+   * `reconnecting` or `closed`); the first failure is also logged once with `console.warn`, naming
+   * the URL.
    */
   onStatus(listener: (status: Status, error?: ListenjsError) => void): () => void
   /** Why the last socket could not open; `undefined` once one opens (see `onStatus`). */
