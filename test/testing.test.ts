@@ -55,6 +55,22 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
     await expect(never).rejects.toThrow(/states pushed meanwhile:\n {2}\[.*"seen"/)
   })
 
+  it('expectGone resolves with the status of a deletion; expectNoPush fails on a gone too', async () => {
+    expect(await live.listen<Item>('/items/1')).toEqual({ id: '1', title: 'first' })
+    const noPush = live.expectNoPush('/items/1', { forMs: 2000 })
+    const gone = live.expectGone('/items/1', { timeoutMs: 5000 })
+    await request(app.url).delete('/items/1').expect(204)
+    expect(await gone).toBe(404)
+    await expect(noPush).rejects.toThrow('/items/1 was pushed within 2000 ms: gone (404)')
+    // It stays subscribed: the resource coming back is a push.
+    const back = live.expectPush<Item>('/items/1', { timeoutMs: 5000 })
+    await request(app.url).put('/items/1').send({ title: 'again' }).expect(200)
+    expect(await back).toEqual({ id: '1', title: 'again' })
+    await expect(live.expectGone('/items/1', { timeoutMs: 300 })).rejects.toThrow(
+      '/items/1 was not gone within 300 ms',
+    )
+  })
+
   it('a refused path rejects listen with its code', async () => {
     await expect(live.listen('/private')).rejects.toMatchObject({ code: 'unauthorized' })
     const alice = await connect(app.wsUrl, { token: 'alice-token' })

@@ -1,13 +1,14 @@
 /**
  * `listenjs/testing`: live resources in your own test suites (Jest, Vitest, `node:test`: it imports
  * no test framework). `connect(server)` opens one real connection to the hub; `listen` resolves with
- * a path's snapshot, `expectPush` with the first later state that passes a check, `expectNoPush`
- * fails if anything is pushed for a while. Writes go through your usual tools (supertest, `fetch`,
+ * a path's snapshot, `expectPush` with the first later state that passes a check, `expectGone` with
+ * the status of a later `gone`, `expectNoPush` fails if anything (a state, a `gone`, an error) comes
+ * for a while. Writes go through your usual tools (supertest, `fetch`,
  * Fastify's `inject`): the hub sees them as any request. Node only.
  */
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { createClient, type Client, type Meta } from '../client/index'
+import { createClient, type Client, type ListenjsError, type Meta } from '../client/index'
 import { endpointUrl, wsWithHeaders } from '../node/ws-client'
 
 /** A Fastify instance with the listenjs plugin registered (only what `connect` uses of it). */
@@ -35,6 +36,12 @@ export interface State<T = unknown> {
   readonly meta: Meta
 }
 
+/** Options of {@link LiveTest.expectPush} and {@link LiveTest.expectGone}. */
+export interface WaitOptions {
+  /** How long to wait. @default 2000 */
+  timeoutMs?: number
+}
+
 /** A live test connection; see {@link connect}. */
 export interface LiveTest {
   /** Listens to `path`; resolves with its snapshot, rejects with the refusal (`unauthorized`, …). */
@@ -47,9 +54,19 @@ export interface LiveTest {
   expectPush<T = unknown>(
     path: string,
     check?: (state: T, meta: Meta) => boolean,
-    options?: { timeoutMs?: number },
+    options?: WaitOptions,
   ): Promise<T>
-  /** Rejects if a state of `path` is pushed within `forMs` (default 200) of this call. */
+  /** {@link LiveTest.expectPush} of any state, with options. */
+  expectPush<T = unknown>(path: string, options: WaitOptions): Promise<T>
+  /**
+   * Resolves with the status (404 or 410) of the first `gone` of `path` after this call: the resource
+   * was deleted and the subscription stays. Rejects on timeout.
+   */
+  expectGone(path: string, options?: WaitOptions): Promise<number>
+  /**
+   * Rejects if anything comes for `path` within `forMs` (default 200) of this call: a state, a `gone`,
+   * or an error ending the subscription.
+   */
   expectNoPush(path: string, options?: { forMs?: number }): Promise<void>
   /** Every state each path received, oldest first. */
   states(path: string): readonly State[]
@@ -85,37 +102,47 @@ export async function connect(target: Target, options: ConnectOptions = {}): Pro
     reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
   })
   const seen = new Map<string, State[]>()
-  const waiters = new Map<string, Set<(state: State) => void>>()
+  const waiters = new Map<string, Set<(event: Event) => void>>()
   const listening = new Map<string, Promise<unknown>>()
+  const tell = (path: string, event: Event): void => {
+    for (const waiter of [...(waiters.get(path) ?? [])]) waiter(event)
+  }
 
   const listen = <T>(path: string): Promise<T> => {
     let known = listening.get(path)
     if (!known) {
       const states: State[] = []
       seen.set(path, states)
-      const off = client.listen(path, (data, meta) => {
-        const state = { data, meta }
-        states.push(state)
-        if (meta.kind !== 'snapshot') for (const waiter of [...(waiters.get(path) ?? [])]) waiter(state)
-      })
+      const off = client.listen(
+        path,
+        (data, meta) => {
+          const state = { data, meta }
+          states.push(state)
+          if (meta.kind !== 'snapshot') tell(path, { state })
+        },
+        {
+          onGone: ({ status }) => tell(path, { gone: status }),
+          onError: (error) => tell(path, { error }),
+        },
+      )
       known = off.ready.then(() => states[0]?.data)
       listening.set(path, known)
     }
     return known as Promise<T>
   }
 
-  /** Waits for a pushed state of `path` that `accept` takes, or for `ms` to pass. */
-  const push = (path: string, accept: (state: State) => boolean, ms: number): Promise<State | undefined> =>
+  /** Waits for an event of `path` that `accept` takes, or for `ms` to pass. */
+  const next = (path: string, accept: (event: Event) => boolean, ms: number): Promise<Event | undefined> =>
     new Promise((resolve) => {
       const set = waiters.get(path) ?? new Set()
       waiters.set(path, set)
-      const done = (state?: State): void => {
+      const done = (event?: Event): void => {
         clearTimeout(timer)
         set.delete(waiter)
-        resolve(state)
+        resolve(event)
       }
-      const waiter = (state: State): void => {
-        if (accept(state)) done(state)
+      const waiter = (event: Event): void => {
+        if (accept(event)) done(event)
       }
       const timer = setTimeout(done, ms)
       set.add(waiter)
@@ -125,13 +152,17 @@ export async function connect(target: Target, options: ConnectOptions = {}): Pro
     listen,
     async expectPush<T>(
       path: string,
-      check?: (state: T, meta: Meta) => boolean,
-      { timeoutMs = 2000 }: { timeoutMs?: number } = {},
+      checkOrOptions?: ((state: T, meta: Meta) => boolean) | WaitOptions,
+      options: WaitOptions = {},
     ): Promise<T> {
+      const check = typeof checkOrOptions === 'function' ? checkOrOptions : undefined
+      const { timeoutMs = 2000 } = typeof checkOrOptions === 'object' ? checkOrOptions : options
       const before = seen.get(path)?.length ?? 0
-      const waited = push(path, (state) => check?.(state.data as T, state.meta) ?? true, timeoutMs)
+      const accept = (event: Event): boolean =>
+        event.state !== undefined && (check?.(event.state.data as T, event.state.meta) ?? true)
+      const waited = next(path, accept, timeoutMs)
       await listen(path)
-      const state = await waited
+      const state = (await waited)?.state
       if (state) return state.data as T
       const got = (seen.get(path) ?? []).slice(Math.max(before, 1)).map((s) => JSON.stringify(s.data))
       throw new Error(
@@ -139,14 +170,24 @@ export async function connect(target: Target, options: ConnectOptions = {}): Pro
           (got.length ? `states pushed meanwhile:\n  ${got.join('\n  ')}` : 'nothing was pushed'),
       )
     },
-    async expectNoPush(path: string, { forMs = 200 }: { forMs?: number } = {}): Promise<void> {
-      const waited = push(path, () => true, forMs)
+    async expectGone(path: string, { timeoutMs = 2000 }: WaitOptions = {}): Promise<number> {
+      const waited = next(path, (event) => event.gone !== undefined, timeoutMs)
       await listen(path)
-      const state = await waited
-      if (state)
-        throw new Error(
-          `listenjs/testing: ${path} was pushed within ${forMs} ms: ${JSON.stringify(state.data)}`,
-        )
+      const gone = (await waited)?.gone
+      if (gone !== undefined) return gone
+      throw new Error(`listenjs/testing: ${path} was not gone within ${timeoutMs} ms`)
+    },
+    async expectNoPush(path: string, { forMs = 200 }: { forMs?: number } = {}): Promise<void> {
+      const waited = next(path, () => true, forMs)
+      await listen(path)
+      const event = await waited
+      if (event === undefined) return
+      const what = event.state
+        ? JSON.stringify(event.state.data)
+        : event.gone !== undefined
+          ? `gone (${event.gone})`
+          : `an error (${event.error?.code})`
+      throw new Error(`listenjs/testing: ${path} was pushed within ${forMs} ms: ${what}`)
     },
     states: (path) => seen.get(path) ?? [],
     headers: () => client.headers(),
@@ -154,4 +195,11 @@ export async function connect(target: Target, options: ConnectOptions = {}): Pro
       client.close()
     },
   }
+}
+
+/** What came for a path after its snapshot: a state, a `gone` (its status), or an error. */
+interface Event {
+  readonly state?: State
+  readonly gone?: number
+  readonly error?: ListenjsError
 }
