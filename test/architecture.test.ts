@@ -1,6 +1,7 @@
 /**
  * The shape of the code, checked: the core imports no socket library (only src/node knows `ws`),
- * the browser client imports nothing from Node, and no source file outgrows one sitting.
+ * the browser client imports nothing from Node, OpenTelemetry is loaded by `listenjs/otel` only (in
+ * the sources and in the built chunks), and no source file outgrows one sitting.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import path from 'node:path'
@@ -42,6 +43,44 @@ describe('architecture', () => {
         for (const spec of importsOf(file))
           expect([file, spec]).not.toEqual([file, expect.stringMatching(/^node:/)])
       }
+    }
+  })
+
+  it('only src/otel imports OpenTelemetry, and nothing imports the command line', () => {
+    for (const file of files(root)) {
+      const specs = importsOf(file)
+      if (!file.startsWith(path.join(root, 'otel')))
+        expect([file, specs]).not.toEqual([
+          file,
+          expect.arrayContaining([expect.stringMatching(/^@opentelemetry\//)]),
+        ])
+      if (!file.startsWith(path.join(root, 'cli')))
+        expect([file, specs]).not.toEqual([
+          file,
+          expect.arrayContaining([expect.stringMatching(/\/cli(\/|$)/)]),
+        ])
+    }
+  })
+
+  it('the built entries other than listenjs/otel load no OpenTelemetry, whatever chunks they share', () => {
+    const dist = path.join(__dirname, '..', 'dist')
+    /** Every module an ES module of dist loads, itself included, followed through its chunks. */
+    const loaded = (file: string, seen = new Set<string>()): Set<string> => {
+      if (seen.has(file)) return seen
+      seen.add(file)
+      const text = readFileSync(path.join(dist, file), 'utf8')
+      for (const [, spec] of text.matchAll(/(?:from|import)\s*"([^"]+)"/g)) {
+        if (spec?.startsWith('./')) loaded(spec.slice(2), seen)
+        else if (spec) seen.add(spec)
+      }
+      return seen
+    }
+    const entries = readdirSync(dist).filter((name) => name.endsWith('.js') && !name.startsWith('chunk-'))
+    expect(entries).toEqual(expect.arrayContaining(['index.js', 'otel.js', 'fastify.js', 'client.js']))
+    for (const entry of entries) {
+      const modules = [...loaded(entry)]
+      const otel = modules.filter((spec) => spec.startsWith('@opentelemetry/'))
+      expect([entry, otel]).toEqual([entry, entry === 'otel.js' ? ['@opentelemetry/api'] : []])
     }
   })
 
