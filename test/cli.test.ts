@@ -1,10 +1,10 @@
 /**
- * `listenjs tail` as a user runs it: the CLI bundled with esbuild into `.tmp/` (so that `ws` resolves
+ * `listenjs tail` as a user runs it: the package's built bin once, and the CLI bundled with esbuild into `.tmp/` (so that `ws` resolves
  * from the repo's node_modules), spawned as a child process against a real Fastify fixture. Events are
  * ordered by waiting for output lines, never by sleeping.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync, rmSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
 import { build } from 'esbuild'
@@ -38,11 +38,11 @@ function environment(env: Record<string, string>): NodeJS.ProcessEnv {
  * Runs the CLI with `args`, stdout and stderr piped; with `tty`, inside util-linux `script`, whose
  * pseudo-terminal is the CLI's stdout and stderr (both then arrive on stdout, lines ending in CRLF).
  */
-function run(args: string[], env: Record<string, string> = {}, tty = false): Run {
-  const command = [process.execPath, cli, ...args]
+function run(args: string[], env: Record<string, string> = {}, tty = false, script = cli): Run {
+  const command = [process.execPath, script, ...args]
   const child = tty
     ? spawn('script', ['-qfec', command.map(quote).join(' '), '/dev/null'], { env: environment(env) })
-    : spawn(process.execPath, [cli, ...args], { env: environment(env) })
+    : spawn(process.execPath, [script, ...args], { env: environment(env) })
   const stdout: string[] = []
   const stderr: string[] = []
   const collect = (into: string[]) => {
@@ -167,6 +167,28 @@ describe('listenjs tail', () => {
       ']',
     ])
     expect(tail.stderr).toContain('listenjs: open')
+  })
+
+  it('runs as the package’s own bin (the built dist/cli.js), and exits 0 after --count states', async () => {
+    const root = path.join(__dirname, '..')
+    const bin = (
+      JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { bin: { listenjs: string } }
+    ).bin.listenjs
+    const tail = run(
+      ['tail', fixture.url, '/items', '--json', '--count', '2'],
+      {},
+      false,
+      path.join(root, bin),
+    )
+    runs.push(tail)
+    await tail.lines(/"kind":"snapshot"/)
+    await post('from the bin')
+    expect(await tail.exit).toBe(0)
+    const states = tail.stdout
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as { kind: string; data: unknown })
+    expect(states.map((state) => state.kind)).toEqual(['snapshot', 'change'])
+    expect(states[1]?.data).toEqual([{ id: '1', title: 'from the bin' }])
   })
 
   it('prints one JSON line per state with --json, from the ws:// endpoint', async () => {
