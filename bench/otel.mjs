@@ -1,7 +1,7 @@
 // What `listenjs/otel` costs on the push path, in one run. `npm run bench:otel` (builds first), or
 // `node bench/otel.mjs [--quick]` after `npm run build`.
 //
-// Four hub processes (this file with `--serve <mode>`, Fastify + listenjs, all pinned to CPU 0 where
+// Five hub processes (this file with `--serve <mode>`, Fastify + listenjs, all pinned to CPU 0 where
 // taskset exists; only one works at a time) serve the same public resource `GET /items` (~330 bytes)
 // and change it on `POST /items`. They differ only in OpenTelemetry:
 //   none         no `instrument()` call;
@@ -15,7 +15,10 @@
 //                registered with `trace.setGlobalTracerProvider`, and an
 //                `AsyncLocalStorageContextManager` (`@opentelemetry/context-async-hooks`) set with
 //                `context.setGlobalContextManager`; then `instrument(hub)` (nothing passed: the global
-//                providers are used). The spans exported per round show whether tracing was on.
+//                providers are used). The spans exported per round show whether tracing was on;
+//   sdk-untraced the SDKs and the context manager of `sdk-traces`, but `instrument(hub, { traces:
+//                false })`: what the tracing SDK costs the app by itself, so that `sdk-traces` minus
+//                this is what listenjs's own spans cost.
 // One client process (this file with `--clients`, pinned to CPU 1) holds N `ws` subscribers of
 // `/items` on each hub (spread over the source addresses 127.0.0.2–9) and makes the writes itself:
 // W sequential `POST /items` over a keep-alive connection, each awaited until every one of that
@@ -61,7 +64,7 @@ import {
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.dirname(here)
 const HUB_PATH = '/listen'
-const MODES = ['none', 'noop', 'sdk-metrics', 'sdk-traces']
+const MODES = ['none', 'noop', 'sdk-metrics', 'sdk-untraced', 'sdk-traces']
 const METRIC_INTERVAL_MS = 1000
 
 // ---------------------------------------------------------------------------------------------
@@ -142,7 +145,7 @@ async function serve(mode) {
   const hub = app.listenjs
   if (mode !== 'none') {
     const { instrument } = await import('listenjs/otel')
-    instrument(hub)
+    instrument(hub, { traces: mode !== 'sdk-untraced' })
   }
   let cpuAt
   let spansAt = 0
@@ -553,7 +556,7 @@ export function renderOtel(r) {
     .join(', ')
   const out = []
   out.push(
-    `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.os}, Node ${r.machine.node}; load average (1 min) ${load(r)} before / after. Date: ${r.date}. ${r.quick ? '**Quick run.** ' : ''}${r.seconds.toFixed(0)} s${r.pinned ? '; the four hubs pinned to CPU 0, the clients to CPU 1' : ''}.`,
+    `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.os}, Node ${r.machine.node}; load average (1 min) ${load(r)} before / after. Date: ${r.date}. ${r.quick ? '**Quick run.** ' : ''}${r.seconds.toFixed(0)} s${r.pinned ? '; the five hubs pinned to CPU 0, the clients to CPU 1' : ''}.`,
   )
   out.push(
     table(

@@ -159,6 +159,49 @@ describe.each(FRAMEWORKS)('%s adapter', (framework) => {
   })
 })
 
+describe('trace context from a backplane', () => {
+  let app: Fixture
+  afterEach(async () => {
+    await app?.close()
+  })
+
+  it('parents a replay on a valid traceparent, and starts a trace on an all-zero one (no trace)', async () => {
+    const backplane = memoryBackplane()
+    app = await startFixture('fastify', { hub: { backplane } })
+    const { tracer, spans, provider } = tracing()
+    instrument(app.hub, { tracer })
+    const { id } = app.state.create('remote')
+    const client = await TestClient.connect(app.wsUrl)
+    client.subscribe(`/items/${id}`)
+    await client.next()
+    const pushReplays = (): ReadableSpan[] =>
+      spans().filter((span) => span.attributes['listenjs.replay.kind'] === 'push')
+    const remote = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+    for (const trace of [
+      remote,
+      `00-${'0'.repeat(32)}-b7ad6b7169203331-01`,
+      `00-0af7651916cd43dd8448eb211c80319c-${'0'.repeat(16)}-01`,
+    ]) {
+      const before = pushReplays().length
+      backplane.publish({ kind: 'change', paths: [`/items/${id}`], at: Date.now(), trace })
+      app.state.items.set(id, { id, title: trace })
+      await client.next()
+      await until(() => pushReplays().length > before)
+    }
+    const [valid, zeroTrace, zeroSpan] = pushReplays()
+    expect(valid!.parentSpanContext).toMatchObject({
+      traceId: '0af7651916cd43dd8448eb211c80319c',
+      spanId: 'b7ad6b7169203331',
+      isRemote: true,
+    })
+    expect(traceOf(valid!)).toBe('0af7651916cd43dd8448eb211c80319c')
+    expect(zeroTrace!.parentSpanContext).toBeUndefined()
+    expect(zeroSpan!.parentSpanContext).toBeUndefined()
+    await client.close()
+    await provider.shutdown()
+  })
+})
+
 describe('a tracer that throws', () => {
   let app: Fixture
   afterEach(async () => {

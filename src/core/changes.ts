@@ -59,18 +59,19 @@ export class Changes {
   }
 
   /**
-   * Announces a change to every hub. Not checked against replays: a mutation is never a replay, even
+   * Announces a change to every hub; `captured`: what the tracer kept of the write (see
+   * `Telemetry.capture`). Not checked against replays: a mutation is never a replay, even
    * when its handler waited on something a replay held (only `notify` calls made by a replay's own
    * handler are loops).
    */
-  publish(paths: readonly string[], origin?: ChangeMessage['origin']): void {
+  publish(paths: readonly string[], origin?: ChangeMessage['origin'], captured?: unknown): void {
     const expanded = expandChange(paths, this.kernel.options.notifyAncestors)
     const { kernel } = this
     const { telemetry } = kernel
     const trace =
       telemetry &&
       kernel.guarded(
-        () => telemetry.change(expanded),
+        () => telemetry.change(expanded, captured),
         () => undefined,
       )
     const at = Math.round(epochNow() * 1000) / 1000

@@ -36,10 +36,17 @@ export interface ReplayTrace {
 /** A tracer for a hub's work, set with `hub.setTelemetry`. Its methods must not throw (they are guarded). */
 export interface Telemetry {
   /**
-   * A change this process publishes, called in the async context of the write (or `notify` call)
-   * that caused it. Returns the `traceparent` to carry with it, if any.
+   * Called when a tracked write starts, in its request's async context; what it returns is given to
+   * {@link Telemetry.change} if the write succeeds (the write's own context, cheaper to keep than to
+   * re-enter).
    */
-  change(paths: readonly string[]): string | undefined
+  capture?(): unknown
+  /**
+   * A change this process publishes: `captured` is what `capture` returned at the start of the write
+   * that caused it; a `notify` call is in its caller's async context, with nothing captured. Returns
+   * the `traceparent` to carry with it, if any.
+   */
+  change(paths: readonly string[], captured?: unknown): string | undefined
   /** A replay is about to be dispatched; `cause`: the change it serves (pushes), when known. */
   replay(path: string, kind: ReplayEvent['kind'], cause?: ChangeCause): ReplayTrace
 }

@@ -5,7 +5,6 @@
  * a 201). A replay's answer tells the same of the subscribed path, so that its subscription is
  * reached by those keys too. A path that cannot be a key notifies its nearest acceptable ancestor.
  */
-import { AsyncResource } from 'node:async_hooks'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Changes } from './changes'
 import type { Kernel } from './kernel'
@@ -104,8 +103,17 @@ export class Tracking {
       }))
       return
     }
+    // What a tracer keeps of the write's async context, for its change's span.
+    const { kernel } = this
+    const { telemetry } = kernel
+    const captured =
+      telemetry?.capture &&
+      kernel.guarded(
+        () => telemetry.capture?.(),
+        () => undefined,
+      )
     let done = false
-    let ended = (): void => {
+    const ended = (): void => {
       if (done) return
       done = true
       const status = res.statusCode
@@ -119,11 +127,9 @@ export class Tracking {
       this.changes.publish(
         paths.map((key) => this.keyable(key, req.method, template)),
         typeof tag === 'string' ? { id: tag, credentials: credentialsKey(req.headers) } : undefined,
+        captured,
       )
     }
-    // With a tracer, the change is published in the write's own async context: its span is the
-    // write's child, whatever context the response's events fire in.
-    if (this.kernel.telemetry !== undefined) ended = AsyncResource.bind(ended)
     res.once('finish', ended)
     res.once('close', ended)
   }

@@ -12,6 +12,8 @@
  */
 import {
   context,
+  INVALID_SPANID as INVALID_SPAN_ID,
+  INVALID_TRACEID as INVALID_TRACE_ID,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -29,11 +31,13 @@ import type { ReplayEvent } from '../core/types'
 /** The telemetry `hub.setTelemetry` takes, making spans with `tracer`. */
 export function hubTraces(tracer: Tracer): Telemetry {
   return {
-    change(paths) {
-      const span = tracer.startSpan('listenjs change', {
-        kind: SpanKind.PRODUCER,
-        attributes: { 'listenjs.change.paths': paths.length },
-      })
+    // The write's context, kept when it starts: its change's span is the write's child, whatever
+    // context the response's events fire in.
+    capture: () => context.active(),
+    change(paths, captured) {
+      const parent = (captured as Context | undefined) ?? context.active()
+      const options = { kind: SpanKind.PRODUCER, attributes: { 'listenjs.change.paths': paths.length } }
+      const span = tracer.startSpan('listenjs change', options, parent)
       span.end()
       return traceparentOf(span.spanContext())
     },
@@ -113,14 +117,12 @@ function traceparentOf(spanContext: SpanContext): string | undefined {
   return `00-${spanContext.traceId}-${spanContext.spanId}-${flags}`
 }
 
-/** The remote span context a `traceparent` names (already checked by the core: version 00, hex). */
+/** The remote span context a `traceparent` names (the core checked its shape: `00-<32 hex>-<16 hex>-<2 hex>`). */
 function spanContextOf(traceparent: string): SpanContext | undefined {
-  const [, traceId = '', spanId = '', flags = '00'] = traceparent.split('-')
-  const spanContext: SpanContext = {
-    traceId,
-    spanId,
-    traceFlags: parseInt(flags, 16) & TraceFlags.SAMPLED,
-    isRemote: true,
-  }
-  return trace.isSpanContextValid(spanContext) ? spanContext : undefined
+  const traceId = traceparent.slice(3, 35)
+  const spanId = traceparent.slice(36, 52)
+  // All zeros is no trace (W3C Trace Context).
+  if (traceId === INVALID_TRACE_ID || spanId === INVALID_SPAN_ID) return undefined
+  const traceFlags = parseInt(traceparent.slice(53, 55), 16) & TraceFlags.SAMPLED
+  return { traceId, spanId, traceFlags, isRemote: true }
 }
