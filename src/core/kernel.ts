@@ -91,7 +91,8 @@ export class Kernel {
       return Promise.resolve(failedReplay(503, 'error'))
     }
     let started: Promise<ReplayResult> | undefined
-    const run = (): Promise<ReplayResult> => (started = replayGet(dispatch, context, path, this.limits))
+    const request = trace?.headers ? this.withHeaders(context, trace) : context
+    const run = (): Promise<ReplayResult> => (started = replayGet(dispatch, request, path, this.limits))
     // A tracer that throws around the dispatch never makes it run twice.
     const answer = trace
       ? this.guarded(
@@ -104,6 +105,20 @@ export class Kernel {
       if (result.failure) options.logger.warn({ path, failure: result.failure }, 'listenjs: replay failed')
       return result
     })
+  }
+
+  /** `context` with the headers `trace` adds (lower-cased; none replaces one the context has). */
+  private withHeaders(context: ReplayContext, trace: ReplayTrace): ReplayContext {
+    const extra = this.guarded(
+      () => trace.headers?.(),
+      () => ({}),
+    )
+    const headers: Record<string, string> = { ...context.headers }
+    for (const [name, value] of Object.entries(extra)) {
+      const key = name.toLowerCase()
+      if (typeof value === 'string' && !(key in headers)) headers[key] = value
+    }
+    return { ...context, headers }
   }
 
   /** The trace of a replay about to start, when a tracer is set (see {@link Telemetry.replay}). */

@@ -27,6 +27,12 @@ export interface ReplayTrace {
   /** Runs the dispatch of the replay's `GET` with its span active (the app's handler sees it). */
   run<T>(fn: () => T): T
   /**
+   * Headers the replay's request carries besides its subscriber's (a `traceparent`: the app's own
+   * HTTP instrumentation, which starts from the request's headers, then continues the replay's
+   * trace). They never replace a header the request has.
+   */
+  headers?(): Readonly<Record<string, string>>
+  /**
    * The replay is over: `event` is what the hub emits as `replay`; `answeredAt` the
    * `performance.now()` of its answer; `push` what was sent after it (push replays that sent a state).
    */

@@ -14,6 +14,7 @@ import {
   context,
   INVALID_SPANID as INVALID_SPAN_ID,
   INVALID_TRACEID as INVALID_TRACE_ID,
+  propagation,
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
@@ -68,6 +69,11 @@ function replayTrace(
   const active = trace.setSpan(parent, span)
   return {
     run: (fn) => context.with(active, fn),
+    headers() {
+      const carrier: Record<string, string> = {}
+      propagation.inject(active, carrier)
+      return carrier
+    },
     end(event, answeredAt, push) {
       endReplay(span, event, answeredAt)
       if (push !== undefined && push.recipients > 0) pushSpan(tracer, parent, event, answeredAt, push)
