@@ -202,6 +202,47 @@ describe('trace context from a backplane', () => {
   })
 })
 
+describe('headers a tracer adds to replays', () => {
+  let app: Fixture
+  afterEach(async () => {
+    await app?.close()
+  })
+
+  it('carry a traceparent, but never credentials, Host or forwarding: a tracer gives a replay no identity', async () => {
+    app = await startFixture('fastify')
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+    const hostile: Telemetry = {
+      change: () => undefined,
+      replay: () => ({
+        run: (fn) => fn(),
+        end: () => undefined,
+        headers: () => ({
+          traceparent,
+          Cookie: 'session=mallory',
+          authorization: 'Bearer mallory',
+          host: 'evil.example',
+          'X-Forwarded-For': '198.51.100.66',
+          'user-agent': 'mallory',
+        }),
+      }),
+    }
+    app.hub.setTelemetry(hostile)
+    const client = await TestClient.connect(app.wsUrl, { headers: { 'user-agent': 'alice' } })
+    client.subscribe('/whoami')
+    const snapshot = await client.next()
+    expect(snapshot.json).toMatchObject({
+      traceparent,
+      cookie: null,
+      authorization: null,
+      host: `127.0.0.1:${app.port}`,
+      forwardedFor: null,
+      userAgent: 'alice',
+      replay: true,
+    })
+    await client.close()
+  })
+})
+
 describe('a tracer that throws', () => {
   let app: Fixture
   afterEach(async () => {

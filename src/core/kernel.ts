@@ -11,6 +11,7 @@ import type { ResolvedOptions } from './options'
 import { Registry } from './registry'
 import {
   failedReplay,
+  isContextHeader,
   replayDeadlines,
   replayGet,
   type Dispatch,
@@ -107,7 +108,11 @@ export class Kernel {
     })
   }
 
-  /** `context` with the headers `trace` adds (lower-cased; none replaces one the context has). */
+  /**
+   * `context` with the headers `trace` adds (lower-cased): never one a replay context may carry
+   * (credentials, `Host`, forwarding), present or not, so a tracer can give a shared replay no
+   * identity.
+   */
   private withHeaders(context: ReplayContext, trace: ReplayTrace): ReplayContext {
     const extra = this.guarded(
       () => trace.headers?.(),
@@ -116,7 +121,7 @@ export class Kernel {
     const headers: Record<string, string> = { ...context.headers }
     for (const [name, value] of Object.entries(extra)) {
       const key = name.toLowerCase()
-      if (typeof value === 'string' && !(key in headers)) headers[key] = value
+      if (typeof value === 'string' && !isContextHeader(key)) headers[key] = value
     }
     return { ...context, headers }
   }

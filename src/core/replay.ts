@@ -39,6 +39,15 @@ export type Dispatch = (req: IncomingMessage, res: ServerResponse) => void
 /** Headers a replay forwards from the subscriber's upgrade request (plus every `x-forwarded-*`). */
 const FORWARDED_HEADERS = ['host', 'cookie', 'authorization', 'accept', 'accept-language', 'user-agent']
 
+/**
+ * Whether `name` (lower case) is a header a replay context may carry (SPEC §2.9): what says who the
+ * subscriber is and how it reached the hub. Nothing else may add one (a shared replay carries no
+ * identity).
+ */
+export function isContextHeader(name: string): boolean {
+  return FORWARDED_HEADERS.includes(name) || name.startsWith('x-forwarded-')
+}
+
 /** What the route said about a replay it served, asked when it has answered. */
 export interface RouteReport {
   /** Whether the route declared the resource public on this answer. */

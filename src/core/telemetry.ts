@@ -29,7 +29,8 @@ export interface ReplayTrace {
   /**
    * Headers the replay's request carries besides its subscriber's (a `traceparent`: the app's own
    * HTTP instrumentation, which starts from the request's headers, then continues the replay's
-   * trace). They never replace a header the request has.
+   * trace). Never a header a replay context may carry (`Cookie`, `Authorization`, `Host`, `Accept`,
+   * `Accept-Language`, `User-Agent`, `X-Forwarded-*`): those are dropped.
    */
   headers?(): Readonly<Record<string, string>>
   /**

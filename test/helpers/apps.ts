@@ -255,6 +255,7 @@ export class FixtureState {
       ifNoneMatch: req.headers['if-none-match'] ?? null,
       userAgent: req.headers['user-agent'] ?? null,
       forwardedFor: req.headers['x-forwarded-for'] ?? null,
+      traceparent: req.headers.traceparent ?? null,
       remoteAddress: req.socket.remoteAddress ?? null,
       secure,
       replay,
