@@ -1,5 +1,6 @@
-// npm run test:stress: the test suite three times in a row while two busy loops occupy both cores.
-// Each loop stops by itself after STRESS_MAX_MS (default 20 min) even if this script is killed.
+// npm run test:stress: the test suite three times in a row (STRESS_RUNS) while two busy loops occupy
+// both cores. Each loop stops by itself after STRESS_MAX_MS (default 20 min) even if this script is
+// killed. `--npm-test` runs the README's `npm test` (build included) instead of `npx jest <args>`.
 import { spawn, spawnSync } from 'node:child_process'
 
 const runs = Number(process.env.STRESS_RUNS ?? 3)
@@ -14,7 +15,10 @@ let failed = 0
 for (let run = 1; run <= runs; run++) {
   const started = Date.now()
   console.log(`== stress run ${run}/${runs} (two busy loops on both cores)`)
-  const result = spawnSync('npx', ['jest', ...process.argv.slice(2)], { stdio: 'inherit' })
+  const args = process.argv.slice(2)
+  const result = args.includes('--npm-test')
+    ? spawnSync('npm', ['test'], { stdio: 'inherit' })
+    : spawnSync('npx', ['jest', ...args], { stdio: 'inherit' })
   const seconds = ((Date.now() - started) / 1000).toFixed(0)
   if (result.status !== 0) failed++
   console.log(`== stress run ${run}/${runs}: ${result.status === 0 ? 'passed' : 'FAILED'} in ${seconds} s`)
