@@ -138,8 +138,18 @@ export class Kernel {
     )
   }
 
-  /** Emits the `replay` event, and ends the replay's trace. */
-  replayed(event: ReplayEvent, answeredAt: number, trace?: ReplayTrace, push?: PushReport): void {
+  /**
+   * Emits the `replay` event, with the `route` that answered when the adapter saw one, and ends the
+   * replay's trace.
+   */
+  replayed(
+    replay: Omit<ReplayEvent, 'route'>,
+    route: string | undefined,
+    answeredAt: number,
+    trace?: ReplayTrace,
+    push?: PushReport,
+  ): void {
+    const event: ReplayEvent = route === undefined ? replay : { ...replay, route }
     this.emit('replay', event)
     if (trace)
       this.guarded(

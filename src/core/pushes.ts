@@ -88,7 +88,7 @@ export class Pushes {
     const outcome = this.deliver(group, result, seq, { origin, cause, owner, sent })
     const { status, route } = result
     const event = { path, kind: 'push', outcome, status, durationMs: answeredAt - started } as const
-    kernel.replayed(route === undefined ? event : { ...event, route }, answeredAt, trace, sent)
+    kernel.replayed(event, route, answeredAt, trace, sent)
     if (group.dirty) this.schedule(group, null)
   }
 

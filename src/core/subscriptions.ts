@@ -256,7 +256,6 @@ export class Subscriptions {
     registry.dropIfEmpty(resource)
     if (outcome === undefined) return
     const event = { path: resource.path, kind: 'snapshot', outcome, status, durationMs } as const
-    const { route } = result
-    kernel.replayed(route === undefined ? event : { ...event, route }, answeredAt, trace)
+    kernel.replayed(event, result.route, answeredAt, trace)
   }
 }

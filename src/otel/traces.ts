@@ -1,6 +1,6 @@
 /**
  * The hub's work as OpenTelemetry spans, through the core's telemetry seam:
- * - `listenjs change` (kind `PRODUCER`), a child of whatever span is active when the write ends (the
+ * - `listenjs change` (kind `PRODUCER`), a child of the span active when the write started (the
  *   app's request span, when its HTTP instrumentation made one), ended at once: its `traceparent`
  *   travels with the change on the backplane;
  * - a replay is an HTTP server span of its own, `GET <route>` (kind `SERVER`), a child of the change
